@@ -1,0 +1,443 @@
+"""PPO: Proximal Policy Optimization on Safety-Gymnasium, in one file.
+
+Clipped-surrogate PPO (Schulman et al. 2017, arXiv:1707.06347) with GAE (Schulman et al. 2016,
+arXiv:1506.02438). It is the unconstrained baseline: the update ignores cost, but every episode's
+cost is recorded, so you can see what safety an unconstrained policy gives up.
+
+Usage: python ppo.py --env-id SafetyHalfCheetahVelocity-v1 --total-timesteps 1000000
+"""
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
+import torch.nn as nn
+import tyro
+import safety_gymnasium
+from gymnasium import spaces
+from safety_gymnasium.utils.registration import safe_registry
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, use CUDA when available (small MLPs are usually faster on the CPU)"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (offline when there is no API key or WANDB_MODE=offline)"""
+    wandb_project_name: str = "safe-rl-singlefile"
+    """the W&B project name"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team)"""
+    capture_video: bool = False
+    """if toggled, record the first evaluation episode to `runs/{run_name}/videos/`"""
+
+    env_id: str = "SafetyPointGoal1-v0"
+    """the Safety-Gymnasium environment id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of the experiment"""
+    num_envs: int = 8
+    """the number of parallel environments"""
+    vector_env: Literal["auto", "sync", "async"] = "auto"
+    """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    cost_limit: float = 25.0
+    """the episodic cost limit d (PPO ignores it; it is recorded in config.json for comparisons)"""
+    save_model: bool = False
+    """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic evaluation (0 skips it)"""
+
+    num_steps: int = 1000
+    """steps per environment per rollout (batch size = num_envs * num_steps)"""
+    learning_rate: float = 3e-4
+    """the Adam learning rate of actor and critic"""
+    anneal_lr: bool = True
+    """if toggled, decay the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.95
+    """the GAE lambda"""
+    num_minibatches: int = 4
+    """the number of minibatches per epoch (large minibatches: on a CPU a step costs nearly the same for 64 or 2000 samples)"""
+    update_epochs: int = 10
+    """the number of passes over each rollout"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient epsilon"""
+    ent_coef: float = 0.0
+    """the entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """the value-loss coefficient"""
+    max_grad_norm: float = 0.5
+    """the maximum norm of the gradient"""
+    target_kl: Optional[float] = None
+    """stop the epochs early once the approximate KL exceeds this (None: never)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (see safety_gymnasium's registry, e.g. SafetyPointGoal1-v0)")
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
+                         f"(num_envs * num_steps = {args.num_envs * args.num_steps})")
+    if args.num_envs * args.num_steps < args.num_minibatches:
+        raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def mlp(in_dim: int, out_dim: int, out_std: float, hidden: int = 64) -> nn.Sequential:
+    return nn.Sequential(
+        layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
+        layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
+        layer_init(nn.Linear(hidden, out_dim), std=out_std),
+    )
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over action dimensions."""
+    return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: an MLP gives the mean, a state-independent parameter gives log std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, init_log_std: float = -0.5):
+        super().__init__()
+        self.mean = mlp(obs_dim, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def sample(self, obs: torch.Tensor):
+        """An action a = mean + std * noise drawn from pi(.|obs), and its log-probability.
+
+        Same value as gaussian_log_prob(a, mean, log_std), computed from the noise in fewer ops."""
+        mean = self.mean(obs)
+        noise = torch.randn_like(mean)
+        log_prob = -0.5 * noise.pow(2).sum(-1) - (self.log_std.sum() + 0.5 * math.log(2 * math.pi) * mean.shape[-1])
+        return mean + self.log_std.exp() * noise, log_prob
+
+    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
+        entropy = (0.5 + 0.5 * np.log(2 * np.pi) + self.log_std).sum()
+        return gaussian_log_prob(action, self.mean(obs), self.log_std), entropy
+
+
+class Critic(nn.Module):
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.v = mlp(obs_dim, 1, out_std=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+
+def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
+    """Generalised advantage estimation over a [T, N] rollout.
+
+    `next_values[t]` is the value of the state that followed step t in the same episode: V(s_{t+1}) while
+    the episode goes on, V(final observation) if it was truncated at t, 0 if it terminated at t.
+    `dones[t]` is 1 where an episode ended at t (either way), so no advantage leaks across episodes.
+    Returns (advantages, returns), returns = advantages + values (the critic's regression target).
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        last = delta + gamma * lam * (1.0 - dones[t]) * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu") -> np.ndarray:
+    """The deterministic (mean) action for raw observations, as the evaluation and a saved policy use it."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        return actor.mean(x).cpu().numpy()
+
+
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None):
+    """Run `episodes` episodes with the mean action; return their (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_dir else None)
+    low, high = env.action_space.low, env.action_space.high
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_dir and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        imageio.mimsave(os.path.join(video_dir, "eval-episode-0.mp4"), frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
+                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.log_std.shape[0]}, path)
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, weights_only=False)
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
+    actor.load_state_dict(ckpt["actor"])
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+class RunLogger:
+    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        if args.track:
+            import wandb
+
+            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
+                          name=run_name, dir=run_dir)
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                      "upload later with `wandb sync`", file=sys.stderr)
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # 64-unit MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    logger = RunLogger(run_dir, args, run_name)
+
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    actor, critic = Actor(obs_dim, act_dim).to(device), Critic(obs_dim).to(device)
+    params = list(actor.parameters()) + list(critic.parameters())
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
+    obs_rms = RunningMeanStd(obs_dim)
+
+    T, N = args.num_steps, args.num_envs
+    batch_size = T * N
+    minibatch_size = batch_size // args.num_minibatches
+    num_updates = args.total_timesteps // batch_size
+    # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
+    obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
+    act_buf = np.zeros((T, N, act_dim), dtype=np.float32)
+    logp_buf, rew_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+
+    raw_obs, _ = envs.reset(seed=args.seed)
+    obs_rms.update(raw_obs)
+    obs_buf[0] = obs_rms.normalize(raw_obs)
+    ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
+    last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
+    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+
+    for update in range(1, num_updates + 1):
+        lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
+        optimizer.param_groups[0]["lr"] = lr
+        finished = []  # (return, cost, length) of the episodes that end in this rollout
+        final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
+
+        # Rollout: N environments for T steps.
+        for t in range(T):
+            with torch.no_grad():
+                action, log_prob = actor.sample(torch.as_tensor(obs_buf[t], device=device))
+            act_buf[t], logp_buf[t] = action.cpu().numpy(), log_prob.cpu().numpy()
+            raw_obs, reward, cost, terminated, truncated, info = envs.step(np.clip(act_buf[t], low, high))
+            global_step += N
+            cumulative_cost += cost.sum()
+            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+            done = terminated | truncated
+            rew_buf[t], done_buf[t] = reward, done
+            obs_rms.update(raw_obs)
+            obs_buf[t + 1] = obs_rms.normalize(raw_obs)
+            if done.any():
+                for i in np.flatnonzero(truncated & ~terminated):  # time limit: the episode could go on
+                    final_obs.append((t, i, obs_rms.normalize(info["final_observation"][i])))
+                for i in np.flatnonzero(done):
+                    finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+                ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+
+        # Values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
+        obs_t, act_t, logp_t, rew_t, done_t = (torch.tensor(b, device=device) for b in
+                                              (obs_buf, act_buf, logp_buf, rew_buf, done_buf))
+        with torch.no_grad():
+            values = critic(obs_t)
+            next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
+            if final_obs:
+                t_idx, env_idx, final_x = zip(*final_obs)
+                next_values[list(t_idx), list(env_idx)] = critic(torch.tensor(np.stack(final_x), dtype=torch.float32, device=device))
+        advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
+        obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
+
+        # PPO update: several epochs of minibatches on the clipped surrogate.
+        b_obs, b_act = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim)
+        b_logp, b_adv, b_ret = logp_t.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
+        stats = []
+        for epoch in range(args.update_epochs):
+            for idx in torch.randperm(batch_size, device=device).split(minibatch_size):
+                new_logp, entropy = actor.log_prob_entropy(b_obs[idx], b_act[idx])
+                log_ratio = new_logp - b_logp[idx]
+                ratio = log_ratio.exp()
+                adv = (b_adv[idx] - b_adv[idx].mean()) / (b_adv[idx].std() + 1e-8)
+                policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef) * adv).mean()
+                value_loss = 0.5 * (critic(b_obs[idx]) - b_ret[idx]).pow(2).mean()
+                loss = policy_loss - args.ent_coef * entropy + args.vf_coef * value_loss
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator of KL(old || new)
+                    clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+                stats.append(torch.stack([policy_loss.detach(), value_loss.detach(), entropy.detach(),
+                                          approx_kl, clipfrac]))
+            if args.target_kl is not None and approx_kl.item() > args.target_kl:
+                break
+        policy_loss, value_loss, entropy, approx_kl, clipfrac = torch.stack(stats).mean(0).tolist()
+        for name, value in (("policy_loss", policy_loss), ("value_loss", value_loss)):
+            if not np.isfinite(value):
+                raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
+
+        if finished:
+            last_episodes = tuple(np.mean(finished, axis=0))
+        logger.log({
+            "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
+            "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
+            "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
+            "learning_rate": lr, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
+            "approx_kl": approx_kl, "clipfrac": clipfrac, "epochs": epoch + 1,
+        })
+
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
+                       eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
+        print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+              f"cost {costs.mean():.2f} ± {costs.std():.2f}")
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
