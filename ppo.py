@@ -9,7 +9,6 @@ Usage: python ppo.py --env-id SafetyHalfCheetahVelocity-v1 --total-timesteps 100
 import csv
 import dataclasses
 import json
-import math
 import os
 import random
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
 import torch.nn as nn
+import torch.nn.functional as F
 import tyro
 import safety_gymnasium
 from gymnasium import spaces
@@ -96,6 +96,8 @@ def check_args(args: Args) -> None:
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not args.learning_rate > 0 or not np.isfinite(args.learning_rate):
+        raise SystemExit(f"error: --learning-rate must be a positive number, got {args.learning_rate}")
     if args.eval_episodes < 0:
         raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
     if args.total_timesteps < args.num_envs * args.num_steps:
@@ -145,12 +147,19 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> 
     return layer
 
 
-def mlp(in_dim: int, out_dim: int, out_std: float, hidden: int = 64) -> nn.Sequential:
-    return nn.Sequential(
-        layer_init(nn.Linear(in_dim, hidden)), nn.Tanh(),
-        layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
-        layer_init(nn.Linear(hidden, out_dim), std=out_std),
-    )
+class MLP(nn.Module):
+    """in -> 64 -> 64 -> out with tanh, orthogonal init. forward() calls F.linear on the layers' weights:
+    nn.Module's call overhead (~10 us a layer on a CPU) would otherwise be most of the per-step cost."""
+
+    def __init__(self, in_dim: int, out_dim: int, out_std: float, hidden: int = 64):
+        super().__init__()
+        self.layers = nn.ModuleList([layer_init(nn.Linear(in_dim, hidden)), layer_init(nn.Linear(hidden, hidden)),
+                                     layer_init(nn.Linear(hidden, out_dim), std=out_std)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -163,17 +172,8 @@ class Actor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, init_log_std: float = -0.5):
         super().__init__()
-        self.mean = mlp(obs_dim, act_dim, out_std=0.01)
+        self.mean = MLP(obs_dim, act_dim, out_std=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
-
-    def sample(self, obs: torch.Tensor):
-        """An action a = mean + std * noise drawn from pi(.|obs), and its log-probability.
-
-        Same value as gaussian_log_prob(a, mean, log_std), computed from the noise in fewer ops."""
-        mean = self.mean(obs)
-        noise = torch.randn_like(mean)
-        log_prob = -0.5 * noise.pow(2).sum(-1) - (self.log_std.sum() + 0.5 * math.log(2 * math.pi) * mean.shape[-1])
-        return mean + self.log_std.exp() * noise, log_prob
 
     def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
         entropy = (0.5 + 0.5 * np.log(2 * np.pi) + self.log_std).sum()
@@ -183,7 +183,7 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     def __init__(self, obs_dim: int):
         super().__init__()
-        self.v = mlp(obs_dim, 1, out_std=1.0)
+        self.v = MLP(obs_dim, 1, out_std=1.0)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.v(obs).squeeze(-1)
@@ -333,8 +333,8 @@ def main(args: Args) -> dict:
     num_updates = args.total_timesteps // batch_size
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
-    act_buf = np.zeros((T, N, act_dim), dtype=np.float32)
-    logp_buf, rew_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    rew_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(2))
 
     raw_obs, _ = envs.reset(seed=args.seed)
     obs_rms.update(raw_obs)
@@ -342,6 +342,7 @@ def main(args: Args) -> dict:
     ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
     last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
     global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+    rng = np.random.default_rng(args.seed)
 
     for update in range(1, num_updates + 1):
         lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
@@ -349,11 +350,13 @@ def main(args: Args) -> dict:
         finished = []  # (return, cost, length) of the episodes that end in this rollout
         final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
 
-        # Rollout: N environments for T steps.
+        # Rollout: N environments for T steps, actions a = mean(s) + std * noise with the noise drawn up front.
+        rollout_start = time.time()
+        std, noise = actor.log_std.exp().detach().cpu().numpy(), rng.standard_normal((T, N, act_dim))
         for t in range(T):
             with torch.no_grad():
-                action, log_prob = actor.sample(torch.as_tensor(obs_buf[t], device=device))
-            act_buf[t], logp_buf[t] = action.cpu().numpy(), log_prob.cpu().numpy()
+                mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
+            act_buf[t] = mean + std * noise[t]
             raw_obs, reward, cost, terminated, truncated, info = envs.step(np.clip(act_buf[t], low, high))
             global_step += N
             cumulative_cost += cost.sum()
@@ -369,10 +372,12 @@ def main(args: Args) -> dict:
                     finished.append((ep_return[i], ep_cost[i], ep_len[i]))
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
-        # Values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
-        obs_t, act_t, logp_t, rew_t, done_t = (torch.tensor(b, device=device) for b in
-                                              (obs_buf, act_buf, logp_buf, rew_buf, done_buf))
+        update_start = time.time()
+        # Log-probs and values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
+        obs_t, act_t, rew_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
+                                       (obs_buf, act_buf, rew_buf, done_buf))
         with torch.no_grad():
+            logp_t = gaussian_log_prob(act_t, actor.mean(obs_t[:-1]), actor.log_std)  # log pi_old(a|s)
             values = critic(obs_t)
             next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
             if final_obs:
@@ -418,6 +423,7 @@ def main(args: Args) -> dict:
             "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
             "learning_rate": lr, "policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
             "approx_kl": approx_kl, "clipfrac": clipfrac, "epochs": epoch + 1,
+            "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
         })
 
     envs.close()

@@ -1,0 +1,536 @@
+"""PPO-Lagrangian: PPO with a cost critic and a Lagrange multiplier, on Safety-Gymnasium, in one file.
+
+The standard safe-RL baseline (Ray, Achiam & Amodei 2019, "Benchmarking Safe Exploration in Deep RL";
+PID variant: Stooke, Achiam & Abbeel 2020, arXiv:2007.03964). Constraint: mean episodic cost J_c <= d.
+Each update first moves the multiplier lambda >= 0 by gradient ascent on lambda * (J_c - d), J_c measured
+on the episodes that finished in the latest rollout, then runs PPO (Schulman et al. 2017,
+arXiv:1707.06347) on the combined advantage (A_r - lambda * A_c) / (1 + lambda).
+
+Usage: python ppo_lagrangian.py --env-id SafetyPointGoal1-v0 --cost-limit 25
+"""
+import csv
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+import safety_gymnasium
+from gymnasium import spaces
+from safety_gymnasium.utils.registration import safe_registry
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, use CUDA when available (small MLPs are usually faster on the CPU)"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (offline when there is no API key or WANDB_MODE=offline)"""
+    wandb_project_name: str = "safe-rl-singlefile"
+    """the W&B project name"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team)"""
+    capture_video: bool = False
+    """if toggled, record the first evaluation episode to `runs/{run_name}/videos/`"""
+
+    env_id: str = "SafetyPointGoal1-v0"
+    """the Safety-Gymnasium environment id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of the experiment"""
+    num_envs: int = 8
+    """the number of parallel environments"""
+    vector_env: Literal["auto", "sync", "async"] = "auto"
+    """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    cost_limit: float = 25.0
+    """the episodic cost limit d: the constraint is mean episodic cost <= d"""
+    save_model: bool = False
+    """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic evaluation (0 skips it)"""
+
+    num_steps: int = 1000
+    """steps per environment per rollout (batch size = num_envs * num_steps)"""
+    learning_rate: float = 3e-4
+    """the Adam learning rate of actor and critic"""
+    anneal_lr: bool = True
+    """if toggled, decay the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.95
+    """the GAE lambda"""
+    cost_gamma: float = 0.99
+    """the discount factor of the cost critic"""
+    cost_gae_lambda: float = 0.95
+    """the GAE lambda of the cost advantages"""
+    lagrangian_multiplier_init: float = 0.001
+    """the initial value of lambda"""
+    lambda_lr: float = 0.035
+    """the Adam learning rate of lambda (loss -lambda * (J_c - d))"""
+    pid: bool = False
+    """if toggled, set lambda with a PID controller on J_c - d (PID-Lagrangian) instead of gradient ascent"""
+    pid_kp: float = 0.1
+    """PID-Lagrangian proportional gain"""
+    pid_ki: float = 0.01
+    """PID-Lagrangian integral gain"""
+    pid_kd: float = 0.01
+    """PID-Lagrangian derivative gain"""
+    num_minibatches: int = 4
+    """the number of minibatches per epoch (large minibatches: on a CPU a step costs nearly the same for 64 or 2000 samples)"""
+    update_epochs: int = 10
+    """the number of passes over each rollout"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient epsilon"""
+    ent_coef: float = 0.0
+    """the entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """the value-loss coefficient"""
+    max_grad_norm: float = 0.5
+    """the maximum norm of the gradient"""
+    target_kl: Optional[float] = None
+    """stop the epochs early once the approximate KL exceeds this (None: never)"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (see safety_gymnasium's registry, e.g. SafetyPointGoal1-v0)")
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("learning_rate", "lambda_lr"):
+        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if not args.cost_limit >= 0:
+        raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    if not args.lagrangian_multiplier_init >= 0:
+        raise SystemExit(f"error: --lagrangian-multiplier-init must be >= 0, got {args.lagrangian_multiplier_init}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
+                         f"(num_envs * num_steps = {args.num_envs * args.num_steps})")
+    if args.num_envs * args.num_steps < args.num_minibatches:
+        raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """in -> 64 -> 64 -> out with tanh, orthogonal init. forward() calls F.linear on the layers' weights:
+    nn.Module's call overhead (~10 us a layer on a CPU) would otherwise be most of the per-step cost."""
+
+    def __init__(self, in_dim: int, out_dim: int, out_std: float, hidden: int = 64):
+        super().__init__()
+        self.layers = nn.ModuleList([layer_init(nn.Linear(in_dim, hidden)), layer_init(nn.Linear(hidden, hidden)),
+                                     layer_init(nn.Linear(hidden, out_dim), std=out_std)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over action dimensions."""
+    return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: an MLP gives the mean, a state-independent parameter gives log std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, init_log_std: float = -0.5):
+        super().__init__()
+        self.mean = MLP(obs_dim, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
+        entropy = (0.5 + 0.5 * np.log(2 * np.pi) + self.log_std).sum()
+        return gaussian_log_prob(action, self.mean(obs), self.log_std), entropy
+
+
+class Critic(nn.Module):
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.v = MLP(obs_dim, 1, out_std=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+
+def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
+    """Generalised advantage estimation over a [T, N] rollout.
+
+    `next_values[t]` is the value of the state that followed step t in the same episode: V(s_{t+1}) while
+    the episode goes on, V(final observation) if it was truncated at t, 0 if it terminated at t.
+    `dones[t]` is 1 where an episode ended at t (either way), so no advantage leaks across episodes.
+    Returns (advantages, returns), returns = advantages + values (the critic's regression target).
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        last = delta + gamma * lam * (1.0 - dones[t]) * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+class LagrangeMultiplier:
+    """lambda >= 0 for the constraint J_c <= d: one Adam step on the loss -lambda * (J_c - d), then clamp at 0.
+
+    lambda grows while the measured cost is above the limit and shrinks (to 0) while it is below."""
+
+    def __init__(self, cost_limit: float, init: float, lr: float):
+        self.cost_limit = cost_limit
+        self.lam = nn.Parameter(torch.tensor(float(init)))
+        self.optimizer = torch.optim.Adam([self.lam], lr=lr)
+
+    @property
+    def value(self) -> float:
+        return self.lam.item()
+
+    def update(self, episodic_cost: float) -> float:
+        loss = -self.lam * (episodic_cost - self.cost_limit)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.lam.clamp_(min=0.0)
+        return self.value
+
+
+class PIDLagrangeMultiplier:
+    """PID-Lagrangian (Stooke et al. 2020): lambda = (kp * e + I + kd * (J_c - J_c_prev)+)+, e = J_c - d,
+    I = (I + ki * e)+. The proportional and derivative terms damp the oscillation of plain gradient ascent."""
+
+    def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float):
+        self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
+        self.integral, self.prev_cost, self.value = init, None, init
+
+    def update(self, episodic_cost: float) -> float:
+        error = episodic_cost - self.cost_limit
+        self.integral = max(0.0, self.integral + self.ki * error)
+        rise = 0.0 if self.prev_cost is None else max(0.0, episodic_cost - self.prev_cost)
+        self.prev_cost = episodic_cost
+        self.value = max(0.0, self.kp * error + self.integral + self.kd * rise)
+        return self.value
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu") -> np.ndarray:
+    """The deterministic (mean) action for raw observations, as the evaluation and a saved policy use it."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        return actor.mean(x).cpu().numpy()
+
+
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None):
+    """Run `episodes` episodes with the mean action; return their (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_dir else None)
+    low, high = env.action_space.low, env.action_space.high
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_dir and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        imageio.mimsave(os.path.join(video_dir, "eval-episode-0.mp4"), frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
+                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.log_std.shape[0]}, path)
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, weights_only=False)
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
+    actor.load_state_dict(ckpt["actor"])
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+class RunLogger:
+    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        if args.track:
+            import wandb
+
+            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
+                          name=run_name, dir=run_dir)
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                      "upload later with `wandb sync`", file=sys.stderr)
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # 64-unit MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    logger = RunLogger(run_dir, args, run_name)
+
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    actor, critic, cost_critic = Actor(obs_dim, act_dim).to(device), Critic(obs_dim).to(device), Critic(obs_dim).to(device)
+    params = list(actor.parameters()) + list(critic.parameters()) + list(cost_critic.parameters())
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
+    obs_rms = RunningMeanStd(obs_dim)
+    if args.pid:
+        multiplier = PIDLagrangeMultiplier(args.cost_limit, args.lagrangian_multiplier_init,
+                                           args.pid_kp, args.pid_ki, args.pid_kd)
+    else:
+        multiplier = LagrangeMultiplier(args.cost_limit, args.lagrangian_multiplier_init, args.lambda_lr)
+
+    T, N = args.num_steps, args.num_envs
+    batch_size = T * N
+    minibatch_size = batch_size // args.num_minibatches
+    num_updates = args.total_timesteps // batch_size
+    # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
+    obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
+    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+
+    raw_obs, _ = envs.reset(seed=args.seed)
+    obs_rms.update(raw_obs)
+    obs_buf[0] = obs_rms.normalize(raw_obs)
+    ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
+    last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
+    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+    rng = np.random.default_rng(args.seed)
+
+    for update in range(1, num_updates + 1):
+        lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
+        optimizer.param_groups[0]["lr"] = lr
+        finished = []  # (return, cost, length) of the episodes that end in this rollout
+        final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
+
+        # Rollout: N environments for T steps, actions a = mean(s) + std * noise with the noise drawn up front.
+        rollout_start = time.time()
+        std, noise = actor.log_std.exp().detach().cpu().numpy(), rng.standard_normal((T, N, act_dim))
+        for t in range(T):
+            with torch.no_grad():
+                mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
+            act_buf[t] = mean + std * noise[t]
+            raw_obs, reward, cost, terminated, truncated, info = envs.step(np.clip(act_buf[t], low, high))
+            global_step += N
+            cumulative_cost += cost.sum()
+            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+            done = terminated | truncated
+            rew_buf[t], cost_buf[t], done_buf[t] = reward, cost, done
+            obs_rms.update(raw_obs)
+            obs_buf[t + 1] = obs_rms.normalize(raw_obs)
+            if done.any():
+                for i in np.flatnonzero(truncated & ~terminated):  # time limit: the episode could go on
+                    final_obs.append((t, i, obs_rms.normalize(info["final_observation"][i])))
+                for i in np.flatnonzero(done):
+                    finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+                ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+
+        update_start = time.time()
+        # Log-probs and values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
+        # Same for the cost critic: costs are bootstrapped exactly like rewards.
+        obs_t, act_t, rew_t, cost_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
+                                               (obs_buf, act_buf, rew_buf, cost_buf, done_buf))
+        with torch.no_grad():
+            logp_t = gaussian_log_prob(act_t, actor.mean(obs_t[:-1]), actor.log_std)  # log pi_old(a|s)
+            values, cost_values = critic(obs_t), cost_critic(obs_t)
+            next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
+            next_cost_values = torch.where(done_t.bool(), torch.zeros((), device=device), cost_values[1:])
+            if final_obs:
+                t_idx, env_idx, final_x = zip(*final_obs)
+                final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+                next_values[list(t_idx), list(env_idx)] = critic(final_x)
+                next_cost_values[list(t_idx), list(env_idx)] = cost_critic(final_x)
+        advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
+        cost_advantages, cost_returns = compute_gae(cost_t, cost_values[:-1], next_cost_values, done_t,
+                                                    args.cost_gamma, args.cost_gae_lambda)
+
+        # The multiplier moves first, on the episodic cost measured in this rollout (kept if no episode ended).
+        if finished:
+            last_episodes = tuple(np.mean(finished, axis=0))
+            lam = multiplier.update(last_episodes[1])
+        lam = multiplier.value
+        if not np.isfinite(lam):
+            raise SystemExit(f"error: non-finite lagrange_multiplier at step {global_step}; stopping")
+        obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
+
+        # PPO update: several epochs of minibatches on the clipped surrogate.
+        b_obs, b_act = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim)
+        b_logp, b_adv, b_ret = logp_t.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
+        b_cadv, b_cret = cost_advantages.reshape(-1), cost_returns.reshape(-1)
+        stats = []
+        for epoch in range(args.update_epochs):
+            for idx in torch.randperm(batch_size, device=device).split(minibatch_size):
+                new_logp, entropy = actor.log_prob_entropy(b_obs[idx], b_act[idx])
+                log_ratio = new_logp - b_logp[idx]
+                ratio = log_ratio.exp()
+                adv = (b_adv[idx] - b_adv[idx].mean()) / (b_adv[idx].std() + 1e-8)
+                cost_adv = (b_cadv[idx] - b_cadv[idx].mean()) / (b_cadv[idx].std() + 1e-8)
+                adv = (adv - lam * cost_adv) / (1.0 + lam)  # reward up, cost down, weighed by lambda
+                policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef) * adv).mean()
+                value_loss = 0.5 * (critic(b_obs[idx]) - b_ret[idx]).pow(2).mean()
+                cost_value_loss = 0.5 * (cost_critic(b_obs[idx]) - b_cret[idx]).pow(2).mean()
+                loss = policy_loss - args.ent_coef * entropy + args.vf_coef * (value_loss + cost_value_loss)
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator of KL(old || new)
+                    clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+                stats.append(torch.stack([policy_loss.detach(), value_loss.detach(), cost_value_loss.detach(),
+                                          entropy.detach(), approx_kl, clipfrac]))
+            if args.target_kl is not None and approx_kl.item() > args.target_kl:
+                break
+        policy_loss, value_loss, cost_value_loss, entropy, approx_kl, clipfrac = torch.stack(stats).mean(0).tolist()
+        for name, value in (("policy_loss", policy_loss), ("value_loss", value_loss),
+                            ("cost_value_loss", cost_value_loss)):
+            if not np.isfinite(value):
+                raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
+
+        logger.log({
+            "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
+            "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
+            "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
+            "lagrange_multiplier": lam, "learning_rate": lr, "policy_loss": policy_loss, "value_loss": value_loss,
+            "cost_value_loss": cost_value_loss, "entropy": entropy,
+            "approx_kl": approx_kl, "clipfrac": clipfrac, "epochs": epoch + 1,
+            "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
+        })
+
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
+                       eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
+        print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+              f"cost {costs.mean():.2f} ± {costs.std():.2f}")
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

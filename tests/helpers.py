@@ -1,0 +1,60 @@
+"""Shared test helpers: import a top-level script as a module, run it as a user would, read its run folder."""
+import csv
+import glob
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_script(name: str):
+    """Import `ROOT/{name}.py` as a module (nothing runs at import: main() sits behind the __main__ guard)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(name: str, cwd, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python {name}.py args...` in `cwd`, with this interpreter; output captured as text."""
+    os.makedirs(cwd, exist_ok=True)
+    env = dict(os.environ, WANDB_MODE="offline", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def only_run_dir(cwd) -> str:
+    dirs = glob.glob(os.path.join(str(cwd), "runs", "*"))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_progress(run_dir: str) -> list:
+    with open(os.path.join(run_dir, "progress.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    """Non-zero exit, no traceback, and one line on stderr that says what is wrong."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def assert_finite_rows(rows: list, columns, skip=("episodic_return", "episodic_cost", "episodic_length")) -> None:
+    """Every row has every column; all values are finite, except episodic ones before the first episode ends."""
+    assert rows, "progress.csv has no rows"
+    for column in columns:
+        assert column in rows[0], f"missing column {column}"
+    for row in rows:
+        for key, value in row.items():
+            if key not in skip:
+                assert math.isfinite(float(value)), (key, value)
+    for key in skip:
+        assert math.isfinite(float(rows[-1][key])), (key, rows[-1][key])

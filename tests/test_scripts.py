@@ -1,0 +1,105 @@
+"""Every algorithm script run as a user runs it: smoke runs, seeded determinism, bad input, the NaN guard."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from helpers import assert_clean_error, assert_finite_rows, load_script, only_run_dir, read_progress, run_script
+
+COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cost_rate"]
+SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
+    "ppo": (["approx_kl", "clipfrac"], ["SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"]),
+    "ppo_lagrangian": (["lagrange_multiplier", "cost_value_loss", "approx_kl"], ["SafetyPointGoal1-v0"]),
+}
+SMOKE = ["--num-envs", "2", "--num-steps", "500", "--total-timesteps", "2000", "--eval-episodes", "1", "--save-model"]
+TIMING = ("sps", "time_rollout", "time_update")
+
+
+@pytest.mark.parametrize("script, env_id", [(s, e) for s, (_, envs) in SCRIPTS.items() for e in envs])
+def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
+    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run_dir(tmp_path)
+    assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["env_id"] == env_id and config["total_timesteps"] == 2000
+    rows = read_progress(run_dir)
+    assert [int(r["global_step"]) for r in rows] == [1000, 2000]
+    assert_finite_rows(rows, COMMON_COLUMNS + SCRIPTS[script][0])
+    assert "step      2000" in result.stdout and "eval over 1 episodes" in result.stdout
+    # The checkpoint holds the policy and the normalisation statistics of the run, and evaluates.
+    module = load_script(script)
+    actor, rms = module.load_checkpoint(os.path.join(run_dir, f"{script}.pt"))
+    assert rms.count > 2000
+    obs = np.random.default_rng(0).normal(size=(3, rms.mean.shape[0]))
+    assert np.isfinite(module.policy_action(actor, rms, obs)).all()
+    if "Velocity" in env_id:  # a full evaluation episode is fast here
+        returns, costs = module.evaluate(actor, rms, env_id, episodes=1, seed=0)
+        assert np.isfinite(returns).all() and (costs >= 0).all()
+
+
+def progress_without_timing(module, cwd, seed):
+    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=250, total_timesteps=1500,
+                       eval_episodes=0, seed=seed)
+    os.makedirs(cwd)
+    os.chdir(cwd)
+    module.main(args)
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in read_progress(only_run_dir(cwd))]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_seeded_runs_are_identical(tmp_path, monkeypatch, script):
+    monkeypatch.chdir(tmp_path)  # restores the working directory afterwards
+    module = load_script(script)
+    first = progress_without_timing(module, tmp_path / "a", 7)
+    assert first == progress_without_timing(module, tmp_path / "b", 7)
+    assert first != progress_without_timing(module, tmp_path / "c", 8)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bad_input_on_the_command_line_gives_one_clear_line(tmp_path, script):
+    assert_clean_error(run_script(script, tmp_path, "--env-id", "SafetyNoSuchEnv-v0", timeout=120), "unknown env id")
+    assert not os.path.exists(tmp_path / "runs")
+
+
+BAD_INPUT = [  # Args fields, words the error line must contain
+    ({"env_id": "SafetyNoSuchEnv-v0"}, ["unknown env id"]),
+    ({"env_id": "SafetyPointGoal1Vision-v0", "num_envs": 1}, ["flat Box observation"]),
+    ({"num_envs": 0}, ["--num-envs", "positive"]),
+    ({"num_steps": -5}, ["--num-steps", "positive"]),
+    ({"total_timesteps": 0}, ["--total-timesteps", "positive"]),
+    ({"total_timesteps": 100}, ["smaller than one rollout"]),
+    ({"num_minibatches": 0}, ["--num-minibatches", "positive"]),
+    ({"eval_episodes": -1}, ["--eval-episodes"]),
+    ({"learning_rate": float("nan")}, ["--learning-rate"]),
+]
+SCRIPT_BAD_INPUT = {
+    "ppo_lagrangian": [({"cost_limit": -1.0}, ["--cost-limit"]), ({"lambda_lr": 0.0}, ["--lambda-lr"])],
+}
+
+
+@pytest.mark.parametrize("script, fields, words",
+                         [(s, f, w) for s in SCRIPTS for f, w in BAD_INPUT + SCRIPT_BAD_INPUT.get(s, [])])
+def test_bad_input_stops_before_training(tmp_path, monkeypatch, script, fields, words):
+    """main() raises SystemExit("error: ...") (Python prints it as one line, exit 1) before making a run folder."""
+    monkeypatch.chdir(tmp_path)
+    module = load_script(script)
+    with pytest.raises(SystemExit) as stop:
+        module.main(module.Args(**fields))
+    message = str(stop.value)
+    assert message.startswith("error:") and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    assert not os.path.exists(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_non_finite_loss_stops_the_run(tmp_path, monkeypatch, script):
+    # A NaN clip range makes the surrogate NaN: the guard must stop the run and name the loss.
+    monkeypatch.chdir(tmp_path)
+    module = load_script(script)
+    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=1, num_steps=500, total_timesteps=1000,
+                       clip_coef=float("nan"), eval_episodes=0)
+    with pytest.raises(SystemExit, match="non-finite policy_loss"):
+        module.main(args)
