@@ -382,7 +382,8 @@ def main(args: Args) -> dict:
             next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
             if final_obs:
                 t_idx, env_idx, final_x = zip(*final_obs)
-                next_values[list(t_idx), list(env_idx)] = critic(torch.tensor(np.stack(final_x), dtype=torch.float32, device=device))
+                final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+                next_values[list(t_idx), list(env_idx)] = critic(final_x)
         advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 

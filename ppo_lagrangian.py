@@ -463,7 +463,7 @@ def main(args: Args) -> dict:
         # The multiplier moves first, on the episodic cost measured in this rollout (kept if no episode ended).
         if finished:
             last_episodes = tuple(np.mean(finished, axis=0))
-            lam = multiplier.update(last_episodes[1])
+            multiplier.update(last_episodes[1])
         lam = multiplier.value
         if not np.isfinite(lam):
             raise SystemExit(f"error: non-finite lagrange_multiplier at step {global_step}; stopping")

@@ -11,6 +11,7 @@ COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_l
 SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "ppo": (["approx_kl", "clipfrac"], ["SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"]),
     "ppo_lagrangian": (["lagrange_multiplier", "cost_value_loss", "approx_kl"], ["SafetyPointGoal1-v0"]),
+    "trpo": (["approx_kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
 }
 SMOKE = ["--num-envs", "2", "--num-steps", "500", "--total-timesteps", "2000", "--eval-episodes", "1", "--save-model"]
 TIMING = ("sps", "time_rollout", "time_update")
@@ -76,6 +77,13 @@ BAD_INPUT = [  # Args fields, words the error line must contain
 ]
 SCRIPT_BAD_INPUT = {
     "ppo_lagrangian": [({"cost_limit": -1.0}, ["--cost-limit"]), ({"lambda_lr": 0.0}, ["--lambda-lr"])],
+    "trpo": [({"target_kl": 0.0}, ["--target-kl"]), ({"cg_iters": 0}, ["--cg-iters"]),
+             ({"line_search_decay": 1.0}, ["--line-search-decay"])],
+}
+NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard must name
+    "ppo": ({"clip_coef": float("nan")}, "policy_loss"),
+    "ppo_lagrangian": ({"clip_coef": float("nan")}, "policy_loss"),
+    "trpo": ({"max_grad_norm": float("nan")}, "value_loss"),
 }
 
 
@@ -96,10 +104,10 @@ def test_bad_input_stops_before_training(tmp_path, monkeypatch, script, fields, 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_non_finite_loss_stops_the_run(tmp_path, monkeypatch, script):
-    # A NaN clip range makes the surrogate NaN: the guard must stop the run and name the loss.
     monkeypatch.chdir(tmp_path)
     module = load_script(script)
+    fields, loss_name = NAN_TRIGGER[script]
     args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=1, num_steps=500, total_timesteps=1000,
-                       clip_coef=float("nan"), eval_episodes=0)
-    with pytest.raises(SystemExit, match="non-finite policy_loss"):
+                       eval_episodes=0, **fields)
+    with pytest.raises(SystemExit, match=f"non-finite {loss_name}"):
         module.main(args)
