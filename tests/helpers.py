@@ -18,10 +18,12 @@ def load_script(name: str):
     return module
 
 
-def run_script(name: str, cwd, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python {name}.py args...` in `cwd`, with this interpreter; output captured as text."""
+def run_script(name: str, cwd, *args: str, timeout: float = 300, env: dict = None) -> subprocess.CompletedProcess:
+    """`python {name}.py args...` in `cwd`, with this interpreter; output captured as text.
+    W&B is offline unless `env` says otherwise (a value of None removes that variable)."""
     os.makedirs(cwd, exist_ok=True)
-    env = dict(os.environ, WANDB_MODE="offline", PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}.items()
+           if v is not None}
     return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -1,4 +1,5 @@
 """Every algorithm script run as a user runs it: smoke runs, seeded determinism, bad input, the NaN guard."""
+import glob
 import json
 import os
 
@@ -12,9 +13,10 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "ppo": (["approx_kl", "clipfrac"], ["SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"]),
     "ppo_lagrangian": (["lagrange_multiplier", "cost_value_loss", "approx_kl"], ["SafetyPointGoal1-v0"]),
     "trpo": (["approx_kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
+    "cppo": (["cppo/theta", "cppo/kappa", "cppo/recovery", "cppo/clipped_fraction", "cppo/m_step_epochs",
+              "approx_kl", "cost_margin"], ["SafetyPointGoal1-v0"]),
 }
 SMOKE = ["--num-envs", "2", "--num-steps", "500", "--total-timesteps", "2000", "--eval-episodes", "1", "--save-model"]
-TIMING = ("sps", "time_rollout", "time_update")
 
 
 @pytest.mark.parametrize("script, env_id", [(s, e) for s, (_, envs) in SCRIPTS.items() for e in envs])
@@ -40,13 +42,29 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
         assert np.isfinite(returns).all() and (costs >= 0).all()
 
 
+@pytest.mark.parametrize("mode", ["offline", "no API key"])
+def test_track_logs_to_wandb_offline(tmp_path, mode):
+    args = ["--env-id", "SafetyHalfCheetahVelocity-v1", "--num-envs", "1", "--num-steps", "500",
+            "--total-timesteps", "1000", "--eval-episodes", "0", "--track"]
+    env = {"WANDB_MODE": "offline"} if mode == "offline" else {
+        "WANDB_MODE": None, "WANDB_API_KEY": None, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    result = run_script("ppo", tmp_path, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    runs = glob.glob(os.path.join(only_run_dir(tmp_path), "wandb", "offline-run-*", "run-*.wandb"))
+    assert len(runs) == 1 and os.path.getsize(runs[0]) > 0
+    if mode == "no API key":
+        assert "logging offline" in result.stderr
+
+
 def progress_without_timing(module, cwd, seed):
     args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=250, total_timesteps=1500,
                        eval_episodes=0, seed=seed)
     os.makedirs(cwd)
     os.chdir(cwd)
     module.main(args)
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in read_progress(only_run_dir(cwd))]
+    timing = lambda key: key == "sps" or key.startswith("time_")
+    return [{k: v for k, v in row.items() if not timing(k)} for row in read_progress(only_run_dir(cwd))]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -79,11 +97,14 @@ SCRIPT_BAD_INPUT = {
     "ppo_lagrangian": [({"cost_limit": -1.0}, ["--cost-limit"]), ({"lambda_lr": 0.0}, ["--lambda-lr"])],
     "trpo": [({"target_kl": 0.0}, ["--target-kl"]), ({"cg_iters": 0}, ["--cg-iters"]),
              ({"line_search_decay": 1.0}, ["--line-search-decay"])],
+    "cppo": [({"kl_budget": -0.1}, ["--kl-budget"]), ({"ratio_floor": 1.5}, ["--ratio-floor"]),
+             ({"recovery_angle": 1.0}, ["--recovery-angle"])],
 }
 NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard must name
     "ppo": ({"clip_coef": float("nan")}, "policy_loss"),
     "ppo_lagrangian": ({"clip_coef": float("nan")}, "policy_loss"),
     "trpo": ({"max_grad_norm": float("nan")}, "value_loss"),
+    "cppo": ({"max_grad_norm": float("nan")}, "policy_loss"),
 }
 
 

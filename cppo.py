@@ -1,0 +1,621 @@
+"""CPPO: Constrained Proximal Policy Optimization on Safety-Gymnasium, in one file.
+
+Xuan et al. 2023, "Constrained Proximal Policy Optimization", arXiv:2305.14216. A first-order EM method with
+no Lagrange multiplier. Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
+- E-step: the ideal probability ratio v = 1 + v_bar of each sample solves
+      max v_bar . A  s.t.  v_bar . A_c <= N d',  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0
+  with d' = (d - J_c) / T the per-step cost room left. The solution lies in the plane of A_c and A (closed form
+  by an angle), then entries below the floor are clipped and the rest re-solved with exact bookkeeping.
+  While the measured cost exceeds d (with hysteresis), a recovery direction turns toward -A_c instead.
+- M-step: several epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored surrogate,
+  stopping once mean KL(pi_old || pi_theta) > delta.
+
+Usage: python cppo.py --env-id SafetyPointGoal1-v0 --cost-limit 25
+"""
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+import gymnasium
+import safety_gymnasium
+from gymnasium import spaces
+from safety_gymnasium.utils.registration import safe_registry
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, use CUDA when available (small MLPs are usually faster on the CPU)"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (offline when there is no API key or WANDB_MODE=offline)"""
+    wandb_project_name: str = "safe-rl-singlefile"
+    """the W&B project name"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team)"""
+    capture_video: bool = False
+    """if toggled, record the first evaluation episode to `runs/{run_name}/videos/`"""
+
+    env_id: str = "SafetyPointGoal1-v0"
+    """the Safety-Gymnasium environment id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of the experiment"""
+    num_envs: int = 8
+    """the number of parallel environments"""
+    vector_env: Literal["auto", "sync", "async"] = "auto"
+    """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    cost_limit: float = 25.0
+    """the episodic cost limit d: the constraint is mean episodic cost <= d"""
+    save_model: bool = False
+    """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic evaluation (0 skips it)"""
+
+    num_steps: int = 1000
+    """steps per environment per rollout (batch size = num_envs * num_steps)"""
+    learning_rate: float = 3e-4
+    """the Adam learning rate of the policy (M-step)"""
+    critic_learning_rate: float = 1e-3
+    """the Adam learning rate of the reward and cost critics"""
+    anneal_lr: bool = True
+    """if toggled, decay the policy learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.97
+    """the GAE lambda (the CPPO paper's 0.97)"""
+    cost_gamma: float = 0.99
+    """the discount factor of the cost critic"""
+    cost_gae_lambda: float = 0.95
+    """the GAE lambda of the cost advantages"""
+    kl_budget: float = 0.02
+    """delta: the E-step's KL budget (sets the radius R) and the M-step's early-stop threshold on mean KL"""
+    ratio_floor: float = 0.6
+    """rho_min: the M-step stops pushing a ratio down once it is below this"""
+    recovery_angle: float = 0.75 * math.pi
+    """theta_f: in recovery the update direction is at least this angle (radians) from A_c"""
+    recovery_beta: float = 0.3
+    """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
+    recovery_exit_frac: float = 0.8
+    """hysteresis: recovery starts when J_c > d and ends once J_c < recovery_exit_frac * d"""
+    num_minibatches: int = 4
+    """the number of minibatches per epoch (large minibatches: on a CPU a step costs nearly the same for 64 or 2000 samples)"""
+    update_epochs: int = 10
+    """the number of passes over each rollout"""
+    max_grad_norm: float = 0.5
+    """the maximum norm of the gradient"""
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (see safety_gymnasium's registry, e.g. SafetyPointGoal1-v0)")
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("learning_rate", "critic_learning_rate", "kl_budget"):
+        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if not args.cost_limit >= 0:
+        raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if not math.pi / 2 <= args.recovery_angle <= math.pi:
+        raise SystemExit(f"error: --recovery-angle must be in [pi/2, pi], got {args.recovery_angle}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
+                         f"(num_envs * num_steps = {args.num_envs * args.num_steps})")
+    if args.num_envs * args.num_steps < args.num_minibatches:
+        raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """in -> 64 -> 64 -> out with tanh, orthogonal init. forward() calls F.linear on the layers' weights:
+    nn.Module's call overhead (~10 us a layer on a CPU) would otherwise be most of the per-step cost."""
+
+    def __init__(self, in_dim: int, out_dim: int, out_std: float, hidden: int = 64):
+        super().__init__()
+        self.layers = nn.ModuleList([layer_init(nn.Linear(in_dim, hidden)), layer_init(nn.Linear(hidden, hidden)),
+                                     layer_init(nn.Linear(hidden, out_dim), std=out_std)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over action dimensions."""
+    return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: an MLP gives the mean, a state-independent parameter gives log std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, init_log_std: float = -0.5):
+        super().__init__()
+        self.mean = MLP(obs_dim, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_prob(action, self.mean(obs), self.log_std)
+
+
+class Critic(nn.Module):
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.v = MLP(obs_dim, 1, out_std=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+
+def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
+    """Generalised advantage estimation over a [T, N] rollout.
+
+    `next_values[t]` is the value of the state that followed step t in the same episode: V(s_{t+1}) while
+    the episode goes on, V(final observation) if it was truncated at t, 0 if it terminated at t.
+    `dones[t]` is 1 where an episode ended at t (either way), so no advantage leaks across episodes.
+    Returns (advantages, returns), returns = advantages + values (the critic's regression target).
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        last = delta + gamma * lam * (1.0 - dones[t]) * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+MIN_TARGET_RATIO = 0.01  # the E-step keeps v >= this: the paper's v_bar > -1, held a little inside
+
+
+def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, recovery_angle: float):
+    """max x . adv  s.t.  x . cost_adv <= budget,  ||x|| <= radius, for centred adv and cost_adv.
+
+    The optimum lies in the plane of u_c = cost_adv / ||cost_adv|| and u = the part of adv orthogonal to u_c,
+    normalised: x = radius * (cos(theta) u_c + sin(theta) u). theta_A is the angle of adv in that plane and
+    kappa = budget / (radius ||cost_adv||) the cosine of the constraint boundary:
+    - cos(theta_A) <= kappa: the unconstrained optimum adv / ||adv|| is feasible, theta = theta_A;
+    - -1 <= kappa < cos(theta_A): the feasible boundary point nearest theta_A, theta = arccos(kappa);
+    - kappa < -1 (nothing on the sphere is feasible) or `recovery`: theta = min(pi, max(theta_f, theta_A + pi/2)),
+      which lowers cost first and keeps reward where it can.
+    Returns (x, theta, kappa, recovered)."""
+    tiny = 1e-12
+    cost_norm, adv_norm = cost_adv.norm().item(), adv.norm().item()
+    if cost_norm <= tiny * max(1.0, adv_norm):  # no cost signal: a plain reward step (or none)
+        x = radius * adv / adv_norm if adv_norm > tiny else torch.zeros_like(adv)
+        return x, 0.0, math.inf, False
+    u_c = cost_adv / cost_norm
+    a_c = (adv @ u_c).item()
+    perp = adv - a_c * u_c
+    a_r = perp.norm().item()
+    u = perp / a_r if a_r > 1e-9 * max(1.0, adv_norm) else torch.zeros_like(adv)  # adv parallel to cost_adv
+    theta_a = math.atan2(a_r, a_c) if adv_norm > tiny else math.pi  # no reward signal: only cost matters
+    kappa = budget / (radius * cost_norm) if radius > 0 else (math.inf if budget >= 0 else -math.inf)
+    recovered = recovery or kappa < -1
+    if recovered:
+        theta = min(math.pi, max(recovery_angle, theta_a + math.pi / 2))
+    elif math.cos(theta_a) <= kappa:
+        theta = theta_a
+    else:
+        theta = math.acos(kappa)
+    if adv_norm <= tiny and not recovered:  # nothing to gain: the smallest step that satisfies the constraint
+        return min(0.0, budget / cost_norm) * u_c, theta, kappa, recovered
+    return radius * (math.cos(theta) * u_c + math.sin(theta) * u), theta, kappa, recovered
+
+
+def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool, recovery_angle: float):
+    """plane_solution, then the paper's element-wise repair of v_bar > -1: clip the entries below the floor
+    and re-solve the free entries as mu + x, where mu keeps sum(v_bar) = 0 and the radius and cost budget left
+    for x are what the clipped entries and mu have not used. Repeats until nothing new is clipped."""
+    n = adv.shape[0]
+    v_bar, theta, kappa, recovered = plane_solution(adv, cost_adv, radius, budget, recovery, recovery_angle)
+    low = MIN_TARGET_RATIO - 1.0
+    clipped = torch.zeros(n, dtype=torch.bool)
+    while True:
+        newly = ~clipped & (v_bar < low)
+        if not newly.any():
+            break
+        clipped |= newly
+        free = ~clipped
+        n_clip, n_free = int(clipped.sum()), int(free.sum())
+        mu = -low * n_clip / n_free
+        radius_free_sq = radius**2 - n_clip * low**2 - n_free * mu**2
+        budget_free = budget - low * cost_adv[clipped].sum().item() - mu * cost_adv[free].sum().item()
+        a_free, c_free = adv[free] - adv[free].mean(), cost_adv[free] - cost_adv[free].mean()
+        x = torch.zeros(n_free, dtype=adv.dtype)
+        if radius_free_sq > 0:  # (if the free entries alone cannot meet the budget: the most cost-lowering x)
+            angle = recovery_angle if recovered else math.pi
+            x, *_ = plane_solution(a_free, c_free, math.sqrt(radius_free_sq), budget_free, recovered, angle)
+        v_bar = torch.full_like(adv, low)
+        v_bar[free] = mu + x
+    return v_bar, theta, kappa, recovered, clipped.double().mean().item()
+
+
+def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
+           recovery_angle: float = 0.75 * math.pi):
+    """The E-step of CPPO: the target ratio v (see solve_target_ratio) and what the solver did, as a dict."""
+    n = adv.shape[0]
+    adv, cost_adv = adv.double() - adv.double().mean(), cost_adv.double() - cost_adv.double().mean()
+    radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
+    budget = n * cost_margin
+    v_bar, theta, kappa, recovered, clipped = solve_with_floor(adv, cost_adv, radius, budget, recovery, recovery_angle)
+    cost = (v_bar @ cost_adv).item()
+    if not recovered and cost > budget:
+        # The floor used up the cost room. Blend toward the most cost-lowering point that respects the floor;
+        # every constraint but the cost one is convex, so the blend keeps them and meets the budget if it can.
+        v_low, *_ = solve_with_floor(adv, cost_adv, radius, budget, True, math.pi)
+        low_cost = (v_low @ cost_adv).item()
+        t = min(1.0, (cost - budget) / (cost - low_cost)) if cost > low_cost else 0.0
+        v_bar = (1 - t) * v_bar + t * v_low
+    info = {"theta": theta, "kappa": kappa, "recovery": float(recovered), "clipped_fraction": clipped}
+    return 1.0 + v_bar, info
+
+
+def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
+                       recovery_angle: float = 0.75 * math.pi) -> torch.Tensor:
+    """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N).
+
+    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
+    v_bar . A_c <= N cost_margin (when feasible within the radius), and v > 0 element-wise. cost_margin is
+    d' = (d - J_c) / T, the per-step cost room. With recovery=True the direction turns toward -A_c instead."""
+    return e_step(adv, cost_adv, cost_margin, delta, recovery, recovery_angle)[0]
+
+
+def m_step_loss(ratio, target, ratio_floor: float, weight=None):
+    """CPPO's M-step surrogate: -E[min(w r, w max(r, rho_min))] with w = stop_grad(v - r) by default.
+
+    Its gradient is that of E[(v - r)^2] / 2, so r moves toward v, except that a ratio already below rho_min
+    is not pushed further down."""
+    w = (target - ratio).detach() if weight is None else weight.detach()
+    return -torch.min(w * ratio, w * ratio.clamp(min=ratio_floor)).mean()
+
+
+def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
+    """KL(p || q) between diagonal Gaussians, summed over action dimensions (one value per state)."""
+    var_p, var_q = (2 * log_std_p).exp(), (2 * log_std_q).exp()
+    return (log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5).sum(-1)
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu") -> np.ndarray:
+    """The deterministic (mean) action for raw observations, as the evaluation and a saved policy use it."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        return actor.mean(x).cpu().numpy()
+
+
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None):
+    """Run `episodes` episodes with the mean action; return their (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_dir else None)
+    low, high = env.action_space.low, env.action_space.high
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_dir and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        imageio.mimsave(os.path.join(video_dir, "eval-episode-0.mp4"), frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
+                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.log_std.shape[0]}, path)
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, weights_only=False)
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
+    actor.load_state_dict(ckpt["actor"])
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+class RunLogger:
+    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        if args.track:
+            import wandb
+
+            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
+                          name=run_name, dir=run_dir)
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                      "upload later with `wandb sync`", file=sys.stderr)
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # 64-unit MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    logger = RunLogger(run_dir, args, run_name)
+
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    actor, critic, cost_critic = Actor(obs_dim, act_dim).to(device), Critic(obs_dim).to(device), Critic(obs_dim).to(device)
+    critic_params = list(critic.parameters()) + list(cost_critic.parameters())
+    optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5)
+    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5)
+    obs_rms = RunningMeanStd(obs_dim)
+    episode_len = gymnasium.spec(args.env_id).max_episode_steps  # T in the per-step margin d' = (d - J_c) / T
+    measured_cost, in_recovery = 0.0, False
+
+    T, N = args.num_steps, args.num_envs
+    batch_size = T * N
+    minibatch_size = batch_size // args.num_minibatches
+    num_updates = args.total_timesteps // batch_size
+    # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
+    obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
+    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+
+    raw_obs, _ = envs.reset(seed=args.seed)
+    obs_rms.update(raw_obs)
+    obs_buf[0] = obs_rms.normalize(raw_obs)
+    ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
+    last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
+    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+    rng = np.random.default_rng(args.seed)
+
+    for update in range(1, num_updates + 1):
+        lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
+        optimizer.param_groups[0]["lr"] = lr
+        finished = []  # (return, cost, length) of the episodes that end in this rollout
+        final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
+
+        # Rollout: N environments for T steps, actions a = mean(s) + std * noise with the noise drawn up front.
+        rollout_start = time.time()
+        std, noise = actor.log_std.exp().detach().cpu().numpy(), rng.standard_normal((T, N, act_dim))
+        for t in range(T):
+            with torch.no_grad():
+                mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
+            act_buf[t] = mean + std * noise[t]
+            raw_obs, reward, cost, terminated, truncated, info = envs.step(np.clip(act_buf[t], low, high))
+            global_step += N
+            cumulative_cost += cost.sum()
+            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+            done = terminated | truncated
+            rew_buf[t], cost_buf[t], done_buf[t] = reward, cost, done
+            obs_rms.update(raw_obs)
+            obs_buf[t + 1] = obs_rms.normalize(raw_obs)
+            if done.any():
+                for i in np.flatnonzero(truncated & ~terminated):  # time limit: the episode could go on
+                    final_obs.append((t, i, obs_rms.normalize(info["final_observation"][i])))
+                for i in np.flatnonzero(done):
+                    finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+                ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+
+        update_start = time.time()
+        # Log-probs and values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
+        # Same for the cost critic: costs are bootstrapped exactly like rewards.
+        obs_t, act_t, rew_t, cost_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
+                                               (obs_buf, act_buf, rew_buf, cost_buf, done_buf))
+        with torch.no_grad():
+            old_mean = actor.mean(obs_t[:-1])
+            logp_t = gaussian_log_prob(act_t, old_mean, actor.log_std)  # log pi_old(a|s)
+            values, cost_values = critic(obs_t), cost_critic(obs_t)
+            next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
+            next_cost_values = torch.where(done_t.bool(), torch.zeros((), device=device), cost_values[1:])
+            if final_obs:
+                t_idx, env_idx, final_x = zip(*final_obs)
+                final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+                next_values[list(t_idx), list(env_idx)] = critic(final_x)
+                next_cost_values[list(t_idx), list(env_idx)] = cost_critic(final_x)
+        advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
+        cost_advantages, cost_returns = compute_gae(cost_t, cost_values[:-1], next_cost_values, done_t,
+                                                    args.cost_gamma, args.cost_gae_lambda)
+
+        obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
+
+        # Measured cost (real episodes of this rollout; kept if none ended), recovery with hysteresis, margin d'.
+        if finished:
+            last_episodes = tuple(np.mean(finished, axis=0))
+            measured_cost = last_episodes[1]
+        if measured_cost > args.cost_limit:
+            in_recovery = True
+        elif measured_cost < args.recovery_exit_frac * args.cost_limit:
+            in_recovery = False
+        cost_margin = (args.cost_limit - measured_cost) / episode_len
+
+        # E-step: the target ratio v of every sample.
+        e_step_start = time.time()
+        b_obs, b_act, b_logp = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim), logp_t.reshape(-1)
+        b_old_mean, b_ret, b_cret = old_mean.reshape(-1, act_dim), returns.reshape(-1), cost_returns.reshape(-1)
+        b_cadv = cost_advantages.reshape(-1) - cost_advantages.mean()
+        v, e_info = e_step(advantages.reshape(-1), b_cadv, cost_margin, args.kl_budget, in_recovery, args.recovery_angle)
+        v = v.float().to(device)
+        e_step_seconds = time.time() - e_step_start
+
+        # M-step: fit pi_theta / pi_old to v, stop the policy once mean KL > delta; the critics go on.
+        old_log_std = actor.log_std.detach().clone()
+        policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
+        for epoch in range(args.update_epochs):
+            for idx in torch.randperm(batch_size, device=device).split(minibatch_size):
+                if fitting:
+                    ratio = (actor.log_prob(b_obs[idx], b_act[idx]) - b_logp[idx]).exp()
+                    weight = v[idx] - ratio
+                    if e_info["recovery"]:  # beta-mix with the projection of (v - r) on A_c
+                        u_c = b_cadv[idx] / (b_cadv[idx].norm() + 1e-12)
+                        weight = args.recovery_beta * weight + (1 - args.recovery_beta) * (weight @ u_c) * u_c
+                    policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor, weight)
+                    optimizer.zero_grad()
+                    policy_loss.backward()
+                    nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    policy_losses.append(policy_loss.detach())
+                value_loss = 0.5 * (critic(b_obs[idx]) - b_ret[idx]).pow(2).mean()
+                cost_value_loss = 0.5 * (cost_critic(b_obs[idx]) - b_cret[idx]).pow(2).mean()
+                critic_optimizer.zero_grad()
+                (value_loss + cost_value_loss).backward()
+                nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+                critic_optimizer.step()
+                critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
+            if fitting:
+                policy_epochs += 1
+                with torch.no_grad():
+                    kl = gaussian_kl(b_old_mean, old_log_std, actor.mean(b_obs), actor.log_std).mean().item()
+                    fit_error = ((actor.log_prob(b_obs, b_act) - b_logp).exp() - v).abs().mean().item()
+                fitting = kl <= args.kl_budget
+        policy_loss = torch.stack(policy_losses).mean().item()
+        value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist()
+        for name, value in (("policy_loss", policy_loss), ("value_loss", value_loss),
+                            ("cost_value_loss", cost_value_loss)):
+            if not np.isfinite(value):
+                raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
+
+        logger.log({
+            "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
+            "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
+            "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
+            "cost_margin": cost_margin, "cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"],
+            "cppo/recovery": e_info["recovery"], "cppo/clipped_fraction": e_info["clipped_fraction"],
+            "cppo/m_step_epochs": policy_epochs, "cppo/fit_error": fit_error, "approx_kl": kl, "learning_rate": lr,
+            "policy_loss": policy_loss, "value_loss": value_loss, "cost_value_loss": cost_value_loss,
+            "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
+            "time_e_step": e_step_seconds,
+        })
+
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
+                       eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
+        print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+              f"cost {costs.mean():.2f} ± {costs.std():.2f}")
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,231 @@
+"""cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, and the M-step."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from helpers import load_script
+
+cppo = load_script("cppo")
+DELTA = 0.02
+
+
+def radius(n, delta=DELTA):
+    return math.sqrt(n * delta / (2 * math.log(2) - 1))
+
+
+def assert_constraints(v, adv, cost_adv, margin, delta=DELTA, cost_must_hold=True):
+    n = len(v)
+    v_bar = (v - 1).double()
+    assert torch.isfinite(v).all()
+    assert abs(v_bar.sum().item()) < 1e-8 * max(1.0, n)
+    assert v_bar.norm().item() <= radius(n, delta) * (1 + 1e-9)
+    assert (v > 0).all()
+    if cost_must_hold:
+        c = (cost_adv - cost_adv.mean()).double()
+        assert (v_bar @ c).item() <= n * margin + 1e-8 * (1 + abs(n * margin))
+
+
+def random_case(rng, n, correlation):
+    """Centred (A, A_c) with a chosen correlation, as torch tensors."""
+    a_c = rng.normal(size=n)
+    a = correlation * a_c + math.sqrt(1 - correlation**2) * rng.normal(size=n)
+    a, a_c = a - a.mean(), a_c - a_c.mean()
+    return torch.tensor(a), torch.tensor(a_c)
+
+
+def kappa_of(adv, cost_adv, margin, n):
+    return n * margin / (radius(n) * cost_adv.norm().item())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_e_step_constraints_hold_on_random_inputs(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([3, 10, 64, 500, 4000]))
+    adv, cost_adv = random_case(rng, n, rng.uniform(-0.99, 0.99))
+    adv, cost_adv = adv * rng.uniform(0.01, 100), cost_adv * rng.uniform(0.01, 100)
+    kappa_target = rng.choice([2.0, 0.5, 0.0, -0.5, -0.95, -3.0])  # feasible ... infeasible
+    margin = kappa_target * radius(n) * cost_adv.norm().item() / n
+    v = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
+    # The cost constraint must hold when it is feasible with room to spare (the element-wise floor can use
+    # up the room when the boundary is nearly tangent to the sphere); the other constraints hold always.
+    assert_constraints(v, adv, cost_adv, margin, cost_must_hold=kappa_target >= -0.5)
+
+
+@pytest.mark.parametrize("case", ["zero cost", "tiny cost", "parallel", "anti-parallel", "zero reward", "n=1", "n=2"])
+def test_e_step_degenerate_inputs_give_no_nan(case):
+    rng = np.random.default_rng(0)
+    adv, cost_adv = random_case(rng, 50, 0.3)
+    margin = 0.01
+    if case == "zero cost":
+        cost_adv = torch.zeros(50, dtype=torch.float64)
+    elif case == "tiny cost":
+        cost_adv = cost_adv * 1e-14
+    elif case == "parallel":
+        cost_adv = 3.0 * adv
+        margin = -0.2 * radius(50) * cost_adv.norm().item() / 50  # binding: the step must lower cost
+    elif case == "anti-parallel":
+        cost_adv = -0.5 * adv
+    elif case == "zero reward":
+        adv = torch.zeros(50, dtype=torch.float64)
+        margin = -0.3 * radius(50) * cost_adv.norm().item() / 50
+    elif case == "n=1":
+        adv, cost_adv = torch.tensor([1.0]), torch.tensor([2.0])
+    elif case == "n=2":
+        adv, cost_adv = torch.tensor([1.0, -1.0]), torch.tensor([1.0, -1.0])
+        margin = -0.5
+    v = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
+    assert_constraints(v, adv, cost_adv, margin, cost_must_hold=case not in ("n=2",))
+    if case in ("zero cost", "tiny cost"):  # a plain reward step: v_bar parallel to A, on the sphere
+        v_bar = (v - 1).double()
+        assert torch.nn.functional.cosine_similarity(v_bar, adv.double(), dim=0) > 1 - 1e-9
+    if case == "parallel":  # the constraint binds exactly, with the smallest step
+        assert ((v - 1).double() @ cost_adv).item() == pytest.approx(50 * margin, rel=1e-6)
+
+
+def test_e_step_known_answer_in_two_dimensions():
+    # N = 3, A and A_c orthogonal and centred: the solution is a rotation in their plane by arccos(kappa).
+    adv = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)
+    cost_adv = torch.tensor([1.0, 1.0, -2.0], dtype=torch.float64)
+    R = radius(3, 0.002)  # small enough that no element bound is active
+    kappa = -0.5
+    margin = kappa * R * cost_adv.norm().item() / 3
+    v = cppo.solve_target_ratio(adv, cost_adv, margin, 0.002)
+    theta = math.acos(kappa)
+    expected = R * (math.cos(theta) * cost_adv / cost_adv.norm() + math.sin(theta) * adv / adv.norm())
+    torch.testing.assert_close((v - 1).double(), expected)
+
+
+def slsqp_optimum(adv, cost_adv, margin, delta):
+    a, c = adv.numpy(), cost_adv.numpy()
+    n = len(a)
+    cons = [{"type": "eq", "fun": lambda x: x.sum(), "jac": lambda x: np.ones(n)},
+            {"type": "ineq", "fun": lambda x: n * margin - x @ c, "jac": lambda x: -c},
+            {"type": "ineq", "fun": lambda x: radius(n, delta) ** 2 - x @ x, "jac": lambda x: -2 * x}]
+    best = None
+    for start in range(4):  # a few starts: the problem is convex, this only guards against a bad stop
+        x0 = np.random.default_rng(start).normal(size=n) * 1e-3
+        res = minimize(lambda x: -(x @ a), x0, jac=lambda x: -a, constraints=cons, method="SLSQP",
+                       options={"maxiter": 500, "ftol": 1e-12})
+        if res.success and (best is None or -res.fun > best):
+            best = -res.fun
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_e_step_matches_a_generic_constrained_solver(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(5, 30))
+    delta = 0.002  # small radius: no element bound is active, so the 2-D closed form is the whole answer
+    adv, cost_adv = random_case(rng, n, rng.uniform(-0.9, 0.9))
+    kappa = rng.uniform(-0.9, 1.2)
+    margin = kappa * radius(n, delta) * cost_adv.norm().item() / n
+    v = cppo.solve_target_ratio(adv, cost_adv, margin, delta)
+    assert (v > 0.5).all()  # no element bound active
+    ours, reference = ((v - 1).double() @ adv).item(), slsqp_optimum(adv, cost_adv, margin, delta)
+    assert reference is not None
+    assert ours == pytest.approx(reference, rel=1e-3, abs=1e-9)
+    assert_constraints(v, adv, cost_adv, margin, delta)
+
+
+def test_e_step_is_parallel_to_the_reward_advantage_when_unconstrained_optimum_is_feasible():
+    rng = np.random.default_rng(7)
+    adv, cost_adv = random_case(rng, 200, 0.5)
+    margin = 10.0  # plenty of cost room
+    v_bar = (cppo.solve_target_ratio(adv, cost_adv, margin, 0.002) - 1).double()
+    assert torch.nn.functional.cosine_similarity(v_bar, adv, dim=0).item() > 1 - 1e-9
+    assert v_bar.norm().item() == pytest.approx(radius(200, 0.002))
+
+
+@pytest.mark.parametrize("correlation", [-0.8, 0.0, 0.5, 0.95])
+def test_recovery_lowers_cost_first(correlation):
+    rng = np.random.default_rng(3)
+    adv, cost_adv = random_case(rng, 300, correlation)
+    v, info = cppo.e_step(adv, cost_adv, 1.0, DELTA, recovery=True, recovery_angle=0.75 * math.pi)
+    assert info["recovery"] == 1.0 and info["theta"] >= 0.75 * math.pi
+    assert ((v - 1).double() @ cost_adv).item() < 0
+    assert_constraints(v, adv, cost_adv, 1.0, cost_must_hold=False)
+    # and an infeasible margin switches to recovery by itself
+    _, info = cppo.e_step(adv, cost_adv, -1e3, DELTA)
+    assert info["recovery"] == 1.0
+
+
+def test_element_floor_is_repaired_with_exact_bookkeeping():
+    # One sample with a huge advantage pushes the others below v = 0 unless repaired.
+    n = 20
+    adv = torch.full((n,), -1.0, dtype=torch.float64)
+    adv[0] = 19.0
+    adv[1] = -30.0
+    cost_adv = torch.linspace(-1, 1, n, dtype=torch.float64)
+    v, info = cppo.e_step(adv, cost_adv, 0.05, 0.5)
+    assert info["clipped_fraction"] > 0
+    assert_constraints(v, adv, cost_adv, 0.05, delta=0.5)
+    assert v[1].item() == pytest.approx(cppo.MIN_TARGET_RATIO)
+
+
+def test_m_step_moves_the_ratio_toward_the_target():
+    torch.manual_seed(0)
+    actor = cppo.Actor(4, 2)
+    obs = torch.randn(1024, 4)
+    with torch.no_grad():
+        actions = actor.mean(obs) + actor.log_std.exp() * torch.randn(1024, 2)
+        old_logp = actor.log_prob(obs, actions)
+    adv = actions[:, 0] - actions[:, 0].mean()  # learnable: favour larger first action
+    cost_adv = torch.randn(1024)
+    v = cppo.solve_target_ratio(adv, cost_adv, 1.0, DELTA).float()
+    optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
+
+    def fit_error():
+        with torch.no_grad():
+            return ((actor.log_prob(obs, actions) - old_logp).exp() - v).abs().mean().item()
+
+    before = fit_error()
+    for _ in range(50):
+        ratio = (actor.log_prob(obs, actions) - old_logp).exp()
+        loss = cppo.m_step_loss(ratio, v, 0.6)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert fit_error() < 0.9 * before
+
+
+def test_m_step_loss_floor_stops_pushing_ratios_down():
+    ratio = torch.tensor([0.5, 0.5, 1.2, 0.9], requires_grad=True)
+    target = torch.tensor([0.3, 0.8, 1.0, 1.1])
+    cppo.m_step_loss(ratio, target, ratio_floor=0.6).backward()
+    g = ratio.grad * len(ratio)  # d loss / d r_i = -w_i, unless r_i < floor and w_i < 0
+    torch.testing.assert_close(g, torch.tensor([0.0, -0.3, 0.2, -0.2]))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_constraints_hold_when_many_entries_are_clipped(seed):
+    # Heavy-tailed advantages and a wide KL budget: the first solution has many entries below v = 0, and the
+    # repair must keep sum, radius and the binding cost constraint exact.
+    rng = np.random.default_rng(500 + seed)
+    n = 400
+    adv = torch.tensor(rng.standard_t(1.5, size=n))
+    cost_adv = torch.tensor(0.5 * adv.numpy() + rng.standard_t(1.5, size=n))
+    adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
+    delta = 0.8
+    margin = rng.uniform(-0.3, 0.5) * radius(n, delta) * cost_adv.norm().item() / n
+    v, info = cppo.e_step(adv, cost_adv, margin, delta)
+    assert info["clipped_fraction"] > 0.0
+    assert_constraints(v, adv, cost_adv, margin, delta)
+
+
+def test_repair_keeps_a_binding_cost_constraint_on_its_boundary():
+    # The cost constraint binds before and after the repair: the repaired v_bar must still spend exactly the
+    # budget (a repair that forgets what the clipped entries and the shift mu spend of it would not).
+    rng = np.random.default_rng(11)
+    n = 60
+    adv = torch.tensor(rng.standard_t(2.0, size=n))
+    cost_adv = torch.tensor(0.7 * adv.numpy() + rng.normal(size=n))
+    adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
+    R = radius(n, 0.5)
+    budget = 0.1 * R * cost_adv.norm().item()
+    v_bar, theta, kappa, recovered, clipped = cppo.solve_with_floor(adv, cost_adv, R, budget, False, math.pi)
+    assert clipped > 0 and not recovered and math.cos(theta) == pytest.approx(kappa)  # binding, repaired
+    assert (v_bar @ cost_adv).item() == pytest.approx(budget, rel=1e-9)
+    assert v_bar.sum().item() == pytest.approx(0.0, abs=1e-9) and v_bar.norm().item() <= R * (1 + 1e-12)
