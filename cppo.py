@@ -98,7 +98,7 @@ class Args:
     recovery_exit_frac: float = 0.8
     """hysteresis: recovery starts when J_c > d and ends once J_c < recovery_exit_frac * d"""
     num_minibatches: int = 4
-    """the number of minibatches per epoch (large minibatches: on a CPU a step costs nearly the same for 64 or 2000 samples)"""
+    """minibatches per epoch (few and large: on a CPU an Adam step costs about the same for 64 or 2000 samples)"""
     update_epochs: int = 10
     """the number of passes over each rollout"""
     max_grad_norm: float = 0.5
@@ -107,7 +107,8 @@ class Args:
 def check_args(args: Args) -> None:
     """Reject bad input with one clear line, before anything is built."""
     if args.env_id not in safe_registry:
-        raise SystemExit(f"error: unknown env id {args.env_id!r} (see safety_gymnasium's registry, e.g. SafetyPointGoal1-v0)")
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
+                         "e.g. SafetyPointGoal1-v0)")
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -455,7 +456,8 @@ def main(args: Args) -> dict:
 
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
-    actor, critic, cost_critic = Actor(obs_dim, act_dim).to(device), Critic(obs_dim).to(device), Critic(obs_dim).to(device)
+    actor = Actor(obs_dim, act_dim).to(device)
+    critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5)
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5)
@@ -509,7 +511,8 @@ def main(args: Args) -> dict:
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
-        # Log-probs and values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
+        # Log-probs and values in one batch. The next value is V(s_{t+1}) inside an episode,
+        # V(final obs) on truncation (the episode could go on), 0 on termination.
         # Same for the cost critic: costs are bootstrapped exactly like rewards.
         obs_t, act_t, rew_t, cost_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
                                                (obs_buf, act_buf, rew_buf, cost_buf, done_buf))
@@ -545,7 +548,8 @@ def main(args: Args) -> dict:
         b_obs, b_act, b_logp = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim), logp_t.reshape(-1)
         b_old_mean, b_ret, b_cret = old_mean.reshape(-1, act_dim), returns.reshape(-1), cost_returns.reshape(-1)
         b_cadv = cost_advantages.reshape(-1) - cost_advantages.mean()
-        v, e_info = e_step(advantages.reshape(-1), b_cadv, cost_margin, args.kl_budget, in_recovery, args.recovery_angle)
+        v, e_info = e_step(advantages.reshape(-1), b_cadv, cost_margin, args.kl_budget, in_recovery,
+                           args.recovery_angle)
         v = v.float().to(device)
         e_step_seconds = time.time() - e_step_start
 
@@ -606,7 +610,8 @@ def main(args: Args) -> dict:
         print(f"model saved to {path}")
     if args.eval_episodes > 0:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                  video_dir)
         summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
                        eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
         print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "

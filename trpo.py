@@ -85,7 +85,7 @@ class Args:
     learning_rate: float = 1e-3
     """the Adam learning rate of the critic"""
     num_minibatches: int = 4
-    """the number of critic minibatches per epoch (large minibatches: on a CPU a step costs nearly the same for 64 or 2000 samples)"""
+    """critic minibatches per epoch (few and large: on a CPU an Adam step costs about the same for 64 or 2000 samples)"""
     update_epochs: int = 10
     """the number of critic passes over each rollout"""
     max_grad_norm: float = 0.5
@@ -95,7 +95,8 @@ class Args:
 def check_args(args: Args) -> None:
     """Reject bad input with one clear line, before anything is built."""
     if args.env_id not in safe_registry:
-        raise SystemExit(f"error: unknown env id {args.env_id!r} (see safety_gymnasium's registry, e.g. SafetyPointGoal1-v0)")
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
+                         "e.g. SafetyPointGoal1-v0)")
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cg_iters",
                  "line_search_steps"):
         if getattr(args, name) < 1:
@@ -435,7 +436,8 @@ def main(args: Args) -> dict:
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
-        # Log-probs and values in one batch. Next value: V(s_{t+1}) inside an episode, V(final obs) on truncation, 0 on termination.
+        # Log-probs and values in one batch. The next value is V(s_{t+1}) inside an episode,
+        # V(final obs) on truncation (the episode could go on), 0 on termination.
         obs_t, act_t, rew_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
                                        (obs_buf, act_buf, rew_buf, done_buf))
         with torch.no_grad():
@@ -487,7 +489,8 @@ def main(args: Args) -> dict:
         print(f"model saved to {path}")
     if args.eval_episodes > 0:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                  video_dir)
         summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
                        eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
         print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
