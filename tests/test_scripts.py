@@ -15,13 +15,18 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "trpo": (["approx_kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
     "cppo": (["cppo/theta", "cppo/kappa", "cppo/recovery", "cppo/clipped_fraction", "cppo/m_step_epochs",
               "approx_kl", "cost_margin"], ["SafetyPointGoal1-v0"]),
+    "dyna_cppo": (["cppo/theta", "model/loss", "model/one_step_error", "model/k_step_error", "imagined/return",
+                   "imagined/cost", "cumulative_cost"], ["SafetyPointGoal1-v0"]),
 }
+# Small imagination from the first update on, so that the short runs exercise the model and the imagined update.
+EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64}}
+as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
 SMOKE = ["--num-envs", "2", "--num-steps", "500", "--total-timesteps", "2000", "--eval-episodes", "1", "--save-model"]
 
 
 @pytest.mark.parametrize("script, env_id", [(s, e) for s, (_, envs) in SCRIPTS.items() for e in envs])
 def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
-    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE)
+    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE, *as_cli(EXTRA.get(script, {})))
     assert result.returncode == 0, result.stderr
     run_dir = only_run_dir(tmp_path)
     assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
@@ -29,7 +34,9 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert config["env_id"] == env_id and config["total_timesteps"] == 2000
     rows = read_progress(run_dir)
     assert [int(r["global_step"]) for r in rows] == [1000, 2000]
-    assert_finite_rows(rows, COMMON_COLUMNS + SCRIPTS[script][0])
+    first_rows_nan = ("episodic_return", "episodic_cost", "episodic_length", "model/one_step_error",
+                      "model/k_step_error")  # no episode has ended yet / no model yet to hold data out for
+    assert_finite_rows(rows, COMMON_COLUMNS + SCRIPTS[script][0], skip=first_rows_nan)
     assert "step      2000" in result.stdout and "eval over 1 episodes" in result.stdout
     # The checkpoint holds the policy and the normalisation statistics of the run, and evaluates.
     module = load_script(script)
@@ -59,7 +66,7 @@ def test_track_logs_to_wandb_offline(tmp_path, mode):
 
 def progress_without_timing(module, cwd, seed):
     args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=250, total_timesteps=1500,
-                       eval_episodes=0, seed=seed)
+                       eval_episodes=0, seed=seed, **EXTRA.get(module.__name__, {}))
     os.makedirs(cwd)
     os.chdir(cwd)
     module.main(args)
@@ -99,12 +106,16 @@ SCRIPT_BAD_INPUT = {
              ({"line_search_decay": 1.0}, ["--line-search-decay"])],
     "cppo": [({"kl_budget": -0.1}, ["--kl-budget"]), ({"ratio_floor": 1.5}, ["--ratio-floor"]),
              ({"recovery_angle": 1.0}, ["--recovery-angle"])],
+    "dyna_cppo": [({"horizon": 0}, ["--horizon", "positive"]), ({"multi_step_k": 0}, ["--multi-step-k", "positive"]),
+                  ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
+                  ({"model_rollouts": -1}, ["--model-rollouts"])],
 }
 NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard must name
     "ppo": ({"clip_coef": float("nan")}, "policy_loss"),
     "ppo_lagrangian": ({"clip_coef": float("nan")}, "policy_loss"),
     "trpo": ({"max_grad_norm": float("nan")}, "value_loss"),
     "cppo": ({"max_grad_norm": float("nan")}, "policy_loss"),
+    "dyna_cppo": ({"max_grad_norm": float("nan")}, "policy_loss"),
 }
 
 

@@ -1,0 +1,807 @@
+"""Dyna-CPPO: CPPO with a multi-step dynamics model and imagined rollouts, on Safety-Gymnasium, in one file.
+
+The seed report's Algorithm 1 (CS-8803-DRL, "Constrained Proximal Policy Optimization", section 2), built on
+CPPO (Xuan et al. 2023, arXiv:2305.14216) and Dyna (Sutton 1991). Each iteration:
+1. collect a real rollout and run the CPPO update on it (E-step target ratios, M-step fit; see cppo.py);
+2. store the real transitions, with their episode boundaries, in a replay buffer D_real;
+3. train a dynamics model F(s, a) -> (s' - s, r, c) with the multi-step loss (Eq. 5 of the report):
+   sum_k w_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, rolling the model on its own predictions over real
+   sequences that do not cross an episode end;
+4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
+   and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
+   trajectory, and the cost margin from real episodes only.
+With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
+
+Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5
+"""
+import collections
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+import gymnasium
+import safety_gymnasium
+from gymnasium import spaces
+from safety_gymnasium.utils.registration import safe_registry
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, use CUDA when available (small MLPs are usually faster on the CPU)"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (offline when there is no API key or WANDB_MODE=offline)"""
+    wandb_project_name: str = "safe-rl-singlefile"
+    """the W&B project name"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team)"""
+    capture_video: bool = False
+    """if toggled, record the first evaluation episode to `runs/{run_name}/videos/`"""
+
+    env_id: str = "SafetyPointGoal1-v0"
+    """the Safety-Gymnasium environment id"""
+    total_timesteps: int = 1_000_000
+    """total environment steps of the experiment"""
+    num_envs: int = 8
+    """the number of parallel environments"""
+    vector_env: Literal["auto", "sync", "async"] = "auto"
+    """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    cost_limit: float = 25.0
+    """the episodic cost limit d: the constraint is mean episodic cost <= d"""
+    save_model: bool = False
+    """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic evaluation (0 skips it)"""
+
+    num_steps: int = 1000
+    """steps per environment per rollout (batch size = num_envs * num_steps)"""
+    learning_rate: float = 3e-4
+    """the Adam learning rate of the policy (M-step)"""
+    critic_learning_rate: float = 1e-3
+    """the Adam learning rate of the reward and cost critics"""
+    anneal_lr: bool = True
+    """if toggled, decay the policy learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """the discount factor"""
+    gae_lambda: float = 0.97
+    """the GAE lambda (the CPPO paper's 0.97)"""
+    cost_gamma: float = 0.99
+    """the discount factor of the cost critic"""
+    cost_gae_lambda: float = 0.95
+    """the GAE lambda of the cost advantages"""
+    kl_budget: float = 0.02
+    """delta: the E-step's KL budget (sets the radius R) and the M-step's early-stop threshold on mean KL"""
+    ratio_floor: float = 0.6
+    """rho_min: the M-step stops pushing a ratio down once it is below this"""
+    recovery_angle: float = 0.75 * math.pi
+    """theta_f: in recovery the update direction is at least this angle (radians) from A_c"""
+    recovery_beta: float = 0.3
+    """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
+    recovery_exit_frac: float = 0.8
+    """hysteresis: recovery starts when J_c > d and ends once J_c < recovery_exit_frac * d"""
+
+    horizon: int = 5
+    """H: steps of each imagined rollout"""
+    model_rollouts: int = 1600
+    """imagined rollouts (starts) per iteration; 0 turns imagination off and reduces to CPPO"""
+    model_start_iter: int = 5
+    """iterations of real data (and model training) before imagination starts"""
+    multi_step_k: int = 5
+    """K: the model is trained on its own k-step predictions, k = 1..K"""
+    model_step_weight: float = 1.0
+    """w_k = model_step_weight ** (k - 1) in the multi-step loss"""
+    model_epochs: int = 2
+    """passes over the windows of the replay buffer per iteration"""
+    model_lr: float = 1e-3
+    """the Adam learning rate of the dynamics model"""
+    model_hidden: int = 200
+    """hidden units of the model's two layers"""
+    model_batch_size: int = 1000
+    """windows per model minibatch"""
+    buffer_rollouts: int = 10
+    """D_real keeps the last this many real rollouts"""
+    num_minibatches: int = 4
+    """minibatches per epoch (few and large: on a CPU an Adam step costs about the same for 64 or 2000 samples)"""
+    update_epochs: int = 10
+    """the number of passes over each rollout"""
+    max_grad_norm: float = 0.5
+    """the maximum norm of the gradient"""
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
+                         "e.g. SafetyPointGoal1-v0)")
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "horizon",
+                 "multi_step_k", "model_epochs", "model_hidden", "model_batch_size", "buffer_rollouts"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.model_rollouts < 0 or args.model_start_iter < 0:
+        raise SystemExit("error: --model-rollouts and --model-start-iter must be >= 0")
+    episode_len = gymnasium.spec(args.env_id).max_episode_steps
+    if args.horizon > episode_len:
+        raise SystemExit(f"error: --horizon {args.horizon} is longer than an episode of {args.env_id} ({episode_len})")
+    if args.multi_step_k > args.num_steps:
+        raise SystemExit(f"error: --multi-step-k {args.multi_step_k} is longer than a rollout (--num-steps)")
+    for name in ("learning_rate", "critic_learning_rate", "kl_budget", "model_lr"):
+        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if not args.cost_limit >= 0:
+        raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if not math.pi / 2 <= args.recovery_angle <= math.pi:
+        raise SystemExit(f"error: --recovery-angle must be in [pi/2, pi], got {args.recovery_angle}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
+                         f"(num_envs * num_steps = {args.num_envs * args.num_steps})")
+    if args.num_envs * args.num_steps < args.num_minibatches:
+        raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """in -> 64 -> 64 -> out with tanh, orthogonal init. forward() calls F.linear on the layers' weights:
+    nn.Module's call overhead (~10 us a layer on a CPU) would otherwise be most of the per-step cost."""
+
+    def __init__(self, in_dim: int, out_dim: int, out_std: float, hidden: int = 64):
+        super().__init__()
+        self.layers = nn.ModuleList([layer_init(nn.Linear(in_dim, hidden)), layer_init(nn.Linear(hidden, hidden)),
+                                     layer_init(nn.Linear(hidden, out_dim), std=out_std)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.tanh(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over action dimensions."""
+    return (-0.5 * ((x - mean) / log_std.exp()).pow(2) - log_std - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+class Actor(nn.Module):
+    """Gaussian policy: an MLP gives the mean, a state-independent parameter gives log std."""
+
+    def __init__(self, obs_dim: int, act_dim: int, init_log_std: float = -0.5):
+        super().__init__()
+        self.mean = MLP(obs_dim, act_dim, out_std=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_prob(action, self.mean(obs), self.log_std)
+
+
+class Critic(nn.Module):
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.v = MLP(obs_dim, 1, out_std=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)
+
+
+def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
+    """Generalised advantage estimation over a [T, N] rollout.
+
+    `next_values[t]` is the value of the state that followed step t in the same episode: V(s_{t+1}) while
+    the episode goes on, V(final observation) if it was truncated at t, 0 if it terminated at t.
+    `dones[t]` is 1 where an episode ended at t (either way), so no advantage leaks across episodes.
+    Returns (advantages, returns), returns = advantages + values (the critic's regression target).
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        last = delta + gamma * lam * (1.0 - dones[t]) * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+MIN_TARGET_RATIO = 0.01  # the E-step keeps v >= this: the paper's v_bar > -1, held a little inside
+
+
+def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, recovery_angle: float):
+    """max x . adv  s.t.  x . cost_adv <= budget,  ||x|| <= radius, for centred adv and cost_adv.
+
+    The optimum lies in the plane of u_c = cost_adv / ||cost_adv|| and u = the part of adv orthogonal to u_c,
+    normalised: x = radius * (cos(theta) u_c + sin(theta) u). theta_A is the angle of adv in that plane and
+    kappa = budget / (radius ||cost_adv||) the cosine of the constraint boundary:
+    - cos(theta_A) <= kappa: the unconstrained optimum adv / ||adv|| is feasible, theta = theta_A;
+    - -1 <= kappa < cos(theta_A): the feasible boundary point nearest theta_A, theta = arccos(kappa);
+    - kappa < -1 (nothing on the sphere is feasible) or `recovery`: theta = min(pi, max(theta_f, theta_A + pi/2)),
+      which lowers cost first and keeps reward where it can.
+    Returns (x, theta, kappa, recovered)."""
+    tiny = 1e-12
+    cost_norm, adv_norm = cost_adv.norm().item(), adv.norm().item()
+    if cost_norm <= tiny * max(1.0, adv_norm):  # no cost signal: a plain reward step (or none)
+        x = radius * adv / adv_norm if adv_norm > tiny else torch.zeros_like(adv)
+        return x, 0.0, math.inf, False
+    u_c = cost_adv / cost_norm
+    a_c = (adv @ u_c).item()
+    perp = adv - a_c * u_c
+    a_r = perp.norm().item()
+    u = perp / a_r if a_r > 1e-9 * max(1.0, adv_norm) else torch.zeros_like(adv)  # adv parallel to cost_adv
+    theta_a = math.atan2(a_r, a_c) if adv_norm > tiny else math.pi  # no reward signal: only cost matters
+    kappa = budget / (radius * cost_norm) if radius > 0 else (math.inf if budget >= 0 else -math.inf)
+    recovered = recovery or kappa < -1
+    if recovered:
+        theta = min(math.pi, max(recovery_angle, theta_a + math.pi / 2))
+    elif math.cos(theta_a) <= kappa:
+        theta = theta_a
+    else:
+        theta = math.acos(kappa)
+    if adv_norm <= tiny and not recovered:  # nothing to gain: the smallest step that satisfies the constraint
+        return min(0.0, budget / cost_norm) * u_c, theta, kappa, recovered
+    return radius * (math.cos(theta) * u_c + math.sin(theta) * u), theta, kappa, recovered
+
+
+def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool, recovery_angle: float):
+    """plane_solution, then the paper's element-wise repair of v_bar > -1: clip the entries below the floor
+    and re-solve the free entries as mu + x, where mu keeps sum(v_bar) = 0 and the radius and cost budget left
+    for x are what the clipped entries and mu have not used. Repeats until nothing new is clipped."""
+    n = adv.shape[0]
+    v_bar, theta, kappa, recovered = plane_solution(adv, cost_adv, radius, budget, recovery, recovery_angle)
+    low = MIN_TARGET_RATIO - 1.0
+    clipped = torch.zeros(n, dtype=torch.bool)
+    while True:
+        newly = ~clipped & (v_bar < low)
+        if not newly.any():
+            break
+        clipped |= newly
+        free = ~clipped
+        n_clip, n_free = int(clipped.sum()), int(free.sum())
+        mu = -low * n_clip / n_free
+        radius_free_sq = radius**2 - n_clip * low**2 - n_free * mu**2
+        budget_free = budget - low * cost_adv[clipped].sum().item() - mu * cost_adv[free].sum().item()
+        a_free, c_free = adv[free] - adv[free].mean(), cost_adv[free] - cost_adv[free].mean()
+        x = torch.zeros(n_free, dtype=adv.dtype)
+        if radius_free_sq > 0:  # (if the free entries alone cannot meet the budget: the most cost-lowering x)
+            angle = recovery_angle if recovered else math.pi
+            x, *_ = plane_solution(a_free, c_free, math.sqrt(radius_free_sq), budget_free, recovered, angle)
+        v_bar = torch.full_like(adv, low)
+        v_bar[free] = mu + x
+    return v_bar, theta, kappa, recovered, clipped.double().mean().item()
+
+
+def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
+           recovery_angle: float = 0.75 * math.pi):
+    """The E-step of CPPO: the target ratio v (see solve_target_ratio) and what the solver did, as a dict."""
+    n = adv.shape[0]
+    adv, cost_adv = adv.double() - adv.double().mean(), cost_adv.double() - cost_adv.double().mean()
+    radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
+    budget = n * cost_margin
+    v_bar, theta, kappa, recovered, clipped = solve_with_floor(adv, cost_adv, radius, budget, recovery, recovery_angle)
+    cost = (v_bar @ cost_adv).item()
+    if not recovered and cost > budget:
+        # The floor used up the cost room. Blend toward the most cost-lowering point that respects the floor;
+        # every constraint but the cost one is convex, so the blend keeps them and meets the budget if it can.
+        v_low, *_ = solve_with_floor(adv, cost_adv, radius, budget, True, math.pi)
+        low_cost = (v_low @ cost_adv).item()
+        t = min(1.0, (cost - budget) / (cost - low_cost)) if cost > low_cost else 0.0
+        v_bar = (1 - t) * v_bar + t * v_low
+    info = {"theta": theta, "kappa": kappa, "recovery": float(recovered), "clipped_fraction": clipped}
+    return 1.0 + v_bar, info
+
+
+def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
+                       recovery_angle: float = 0.75 * math.pi) -> torch.Tensor:
+    """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N).
+
+    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
+    v_bar . A_c <= N cost_margin (when feasible within the radius), and v > 0 element-wise. cost_margin is
+    d' = (d - J_c) / T, the per-step cost room. With recovery=True the direction turns toward -A_c instead."""
+    return e_step(adv, cost_adv, cost_margin, delta, recovery, recovery_angle)[0]
+
+
+def m_step_loss(ratio, target, ratio_floor: float, weight=None):
+    """CPPO's M-step surrogate: -E[min(w r, w max(r, rho_min))] with w = stop_grad(v - r) by default.
+
+    Its gradient is that of E[(v - r)^2] / 2, so r moves toward v, except that a ratio already below rho_min
+    is not pushed further down."""
+    w = (target - ratio).detach() if weight is None else weight.detach()
+    return -torch.min(w * ratio, w * ratio.clamp(min=ratio_floor)).mean()
+
+
+def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
+    """KL(p || q) between diagonal Gaussians, summed over action dimensions (one value per state)."""
+    var_p, var_q = (2 * log_std_p).exp(), (2 * log_std_q).exp()
+    return (log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5).sum(-1)
+
+
+def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
+                in_recovery: bool, args: "Args") -> dict:
+    """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
+    cost_adv, ret, cost_ret. The same rule serves real and imagined data."""
+    obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
+    cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
+    e_step_start = time.time()
+    v, e_info = e_step(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, args.recovery_angle)
+    v = v.float().to(obs.device)
+    e_step_seconds = time.time() - e_step_start
+
+    # M-step: fit pi_theta / pi_old to v, stop the policy once mean KL > delta; the critics go on.
+    n = obs.shape[0]
+    old_log_std = actor.log_std.detach().clone()
+    critic_params = list(critic.parameters()) + list(cost_critic.parameters())
+    policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
+    for epoch in range(args.update_epochs):
+        for idx in torch.randperm(n, device=obs.device).split(n // args.num_minibatches):
+            if fitting:
+                ratio = (actor.log_prob(obs[idx], act[idx]) - logp[idx]).exp()
+                weight = v[idx] - ratio
+                if e_info["recovery"]:  # beta-mix with the projection of (v - r) on A_c
+                    u_c = cost_adv[idx] / (cost_adv[idx].norm() + 1e-12)
+                    weight = args.recovery_beta * weight + (1 - args.recovery_beta) * (weight @ u_c) * u_c
+                policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor, weight)
+                optimizer.zero_grad()
+                policy_loss.backward()
+                nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+                optimizer.step()
+                policy_losses.append(policy_loss.detach())
+            value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
+            cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
+            critic_optimizer.zero_grad()
+            (value_loss + cost_value_loss).backward()
+            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+            critic_optimizer.step()
+            critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
+        if fitting:
+            policy_epochs += 1
+            with torch.no_grad():
+                kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
+                fit_error = ((actor.log_prob(obs, act) - logp).exp() - v).abs().mean().item()
+            fitting = kl <= args.kl_budget
+    value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist()
+    return {"cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"], "cppo/recovery": e_info["recovery"],
+            "cppo/clipped_fraction": e_info["clipped_fraction"], "cppo/m_step_epochs": policy_epochs,
+            "cppo/fit_error": fit_error, "approx_kl": kl, "policy_loss": torch.stack(policy_losses).mean().item(),
+            "value_loss": value_loss, "cost_value_loss": cost_value_loss, "time_e_step": e_step_seconds}
+
+
+def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, final_values, args: "Args") -> dict:
+    """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
+    obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
+    episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
+    column is one environment's (or one imagined rollout's) own sequence."""
+    with torch.no_grad():
+        old_mean = actor.mean(obs[:-1])
+        logp = gaussian_log_prob(act, old_mean, actor.log_std)
+        values, cost_values = critic(obs), cost_critic(obs)
+        next_values = torch.where(done.bool(), final_values[0], values[1:])
+        next_cost_values = torch.where(done.bool(), final_values[1], cost_values[1:])
+    adv, ret = compute_gae(rew, values[:-1], next_values, done, args.gamma, args.gae_lambda)
+    cost_adv, cost_ret = compute_gae(cost, cost_values[:-1], next_cost_values, done, args.cost_gamma,
+                                     args.cost_gae_lambda)
+    d_obs, d_act = obs.shape[-1], act.shape[-1]
+    return {"obs": obs[:-1].reshape(-1, d_obs), "act": act.reshape(-1, d_act), "logp": logp.reshape(-1),
+            "old_mean": old_mean.reshape(-1, d_act), "adv": adv.reshape(-1), "cost_adv": cost_adv.reshape(-1),
+            "ret": ret.reshape(-1), "cost_ret": cost_ret.reshape(-1)}
+
+
+class DynamicsModel(nn.Module):
+    """F(s, a) -> (s', r, cost logit) on normalised observations: an MLP predicts the state delta."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, generator: torch.Generator):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's default init would draw from the global stream
+            self.net = nn.Sequential(nn.Linear(obs_dim + act_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                     nn.SiLU(), nn.Linear(hidden, obs_dim + 2))
+        for layer in self.net[::2]:  # its own generator: the policy's random stream stays that of cppo.py
+            nn.init.orthogonal_(layer.weight, 1.0, generator=generator)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor):
+        out = self.net(torch.cat([obs, act], -1))
+        return obs + out[..., :-2], out[..., -2], out[..., -1]
+
+
+def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_weight: float = 1.0):
+    """The report's Eq. 5 on real windows: obs [B, D] start states, act [B, K, A], next_obs [B, K, D],
+    rew and cost [B, K]. The model rolls on its own predictions; step k's state error ||s_hat - s||_2, its
+    reward MSE and its cost BCE are weighted by w_k = step_weight ** (k - 1).
+    Returns (loss, state error per k as a [K] tensor, detached)."""
+    s_hat, loss, errors = obs, 0.0, []
+    for k in range(act.shape[1]):
+        s_hat, r_hat, c_logit = model(s_hat, act[:, k])
+        error = (s_hat - next_obs[:, k]).norm(dim=-1)
+        cost_target = cost[:, k].clamp(0.0, 1.0)  # costs are 0/1 events in most tasks: a probability
+        step = error.mean() + F.mse_loss(r_hat, rew[:, k]) + F.binary_cross_entropy_with_logits(c_logit, cost_target)
+        loss = loss + step_weight**k * step
+        errors.append(error.mean().detach())
+    return loss, torch.stack(errors)
+
+
+def window_starts(done: np.ndarray, k: int) -> np.ndarray:
+    """(t, env) of every k-step window of a [T, N] rollout that stays in one episode: no episode ends at
+    t .. t+k-2 (one may end at the window's last step, whose next observation is the final one)."""
+    T = done.shape[0]
+    ends = np.concatenate([np.zeros((1, done.shape[1])), np.cumsum(done, axis=0)])  # ends before step t
+    t = np.arange(T - k + 1)
+    inside = (ends[t + k - 1] - ends[t]) == 0
+    return np.argwhere(inside)
+
+
+def windows(rollout: dict, starts: np.ndarray, k: int, obs_rms: "RunningMeanStd", device):
+    """Tensors of multi_step_loss for the given window starts of one stored rollout (normalised now)."""
+    t = starts[:, 0:1] + np.arange(k)  # [B, K]
+    n = starts[:, 1:2]
+    as_t = lambda x: torch.tensor(x, dtype=torch.float32, device=device)
+    return (as_t(obs_rms.normalize(rollout["obs"][starts[:, 0], starts[:, 1]])), as_t(rollout["act"][t, n]),
+            as_t(obs_rms.normalize(rollout["next_obs"][t, n])), as_t(rollout["rew"][t, n]),
+            as_t(rollout["cost"][t, n]))
+
+
+def imagine(model: DynamicsModel, actor, start_obs: torch.Tensor, horizon: int, low, high, reward_range,
+            cost_range, generator: torch.Generator):
+    """Roll the current policy through the model from all starts at once: time-major obs [H+1, M, D],
+    actions [H, M, A] (the policy's samples), rewards and costs [H, M] clipped to the ranges of real data."""
+    obs, acts, rews, costs = [start_obs], [], [], []
+    std = actor.log_std.exp()
+    with torch.no_grad():
+        for _ in range(horizon):
+            mean = actor.mean(obs[-1])
+            action = mean + std * torch.randn(mean.shape, generator=generator).to(mean.device)
+            next_obs, r_hat, c_logit = model(obs[-1], torch.max(torch.min(action, high), low))
+            obs.append(next_obs.clamp(-10.0, 10.0))  # the observation normaliser's clip range
+            acts.append(action)
+            rews.append(r_hat.clamp(*reward_range))
+            costs.append(torch.sigmoid(c_logit).clamp(*cost_range))
+    return torch.stack(obs), torch.stack(acts), torch.stack(rews), torch.stack(costs)
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu") -> np.ndarray:
+    """The deterministic (mean) action for raw observations, as the evaluation and a saved policy use it."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        return actor.mean(x).cpu().numpy()
+
+
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None):
+    """Run `episodes` episodes with the mean action; return their (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_dir else None)
+    low, high = env.action_space.low, env.action_space.high
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_dir and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        imageio.mimsave(os.path.join(video_dir, "eval-episode-0.mp4"), frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
+                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.log_std.shape[0]}, path)
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, weights_only=False)
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
+    actor.load_state_dict(ckpt["actor"])
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+class RunLogger:
+    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        if args.track:
+            import wandb
+
+            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
+                          name=run_name, dir=run_dir)
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                      "upload later with `wandb sync`", file=sys.stderr)
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # 64-unit MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    logger = RunLogger(run_dir, args, run_name)
+
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    actor = Actor(obs_dim, act_dim).to(device)
+    critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
+    critic_params = list(critic.parameters()) + list(cost_critic.parameters())
+    optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5)
+    model_generator = torch.Generator().manual_seed(args.seed + 1)
+    model = DynamicsModel(obs_dim, act_dim, args.model_hidden, model_generator).to(device)
+    model_optimizer = torch.optim.Adam(model.parameters(), lr=args.model_lr)
+    replay = collections.deque(maxlen=args.buffer_rollouts)  # D_real: whole rollouts, episode ends kept
+    reward_range, cost_range = [np.inf, -np.inf], [np.inf, -np.inf]
+    low_t, high_t = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
+    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5)
+    obs_rms = RunningMeanStd(obs_dim)
+    episode_len = gymnasium.spec(args.env_id).max_episode_steps  # T in the per-step margin d' = (d - J_c) / T
+    measured_cost, in_recovery = 0.0, False
+
+    T, N = args.num_steps, args.num_envs
+    batch_size = T * N
+    minibatch_size = batch_size // args.num_minibatches
+    num_updates = args.total_timesteps // batch_size
+    # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
+    obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
+    raw_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # the same, raw, for the model's replay buffer
+    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+
+    raw_obs, _ = envs.reset(seed=args.seed)
+    obs_rms.update(raw_obs)
+    obs_buf[0], raw_buf[0] = obs_rms.normalize(raw_obs), raw_obs
+    ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
+    last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
+    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+    rng = np.random.default_rng(args.seed)
+
+    for update in range(1, num_updates + 1):
+        lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
+        optimizer.param_groups[0]["lr"] = lr
+        finished = []  # (return, cost, length) of the episodes that end in this rollout
+        final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
+        final_raw = []  # (t, env, raw final observation) of every episode that ended, for the model
+
+        # Rollout: N environments for T steps, actions a = mean(s) + std * noise with the noise drawn up front.
+        rollout_start = time.time()
+        std, noise = actor.log_std.exp().detach().cpu().numpy(), rng.standard_normal((T, N, act_dim))
+        for t in range(T):
+            with torch.no_grad():
+                mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
+            act_buf[t] = mean + std * noise[t]
+            raw_obs, reward, cost, terminated, truncated, info = envs.step(np.clip(act_buf[t], low, high))
+            global_step += N
+            cumulative_cost += cost.sum()
+            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+            done = terminated | truncated
+            rew_buf[t], cost_buf[t], done_buf[t] = reward, cost, done
+            obs_rms.update(raw_obs)
+            obs_buf[t + 1], raw_buf[t + 1] = obs_rms.normalize(raw_obs), raw_obs
+            if done.any():
+                for i in np.flatnonzero(truncated & ~terminated):  # time limit: the episode could go on
+                    final_obs.append((t, i, obs_rms.normalize(info["final_observation"][i])))
+                for i in np.flatnonzero(done):
+                    final_raw.append((t, i, info["final_observation"][i]))
+                for i in np.flatnonzero(done):
+                    finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+                ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+
+        update_start = time.time()
+        # Real data: log-probs and values in one batch, then GAE. The next value is V(s_{t+1}) inside an
+        # episode, V(final obs) on truncation (the episode could go on), 0 on termination.
+        obs_t, act_t, rew_t, cost_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
+                                               (obs_buf, act_buf, rew_buf, cost_buf, done_buf))
+        final_values = torch.zeros((2, T, N), device=device)
+        if final_obs:
+            t_idx, env_idx, final_x = zip(*final_obs)
+            final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+            with torch.no_grad():
+                final_values[0, list(t_idx), list(env_idx)] = critic(final_x)
+                final_values[1, list(t_idx), list(env_idx)] = cost_critic(final_x)
+        real = advantages_batch(actor, critic, cost_critic, obs_t, act_t, rew_t, cost_t, done_t, final_values, args)
+
+        # Measured cost (real episodes of this rollout; kept if none ended), recovery with hysteresis, margin d'.
+        # Imagined costs never enter it.
+        if finished:
+            last_episodes = tuple(np.mean(finished, axis=0))
+            measured_cost = last_episodes[1]
+        if measured_cost > args.cost_limit:
+            in_recovery = True
+        elif measured_cost < args.recovery_exit_frac * args.cost_limit:
+            in_recovery = False
+        cost_margin = (args.cost_limit - measured_cost) / episode_len
+        stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, real, cost_margin, in_recovery,
+                            args)
+
+        # D_real and the model: errors on this rollout's windows before training on them (held out), then train.
+        next_raw = raw_buf[1:].copy()
+        for t, i, final in final_raw:
+            next_raw[t, i] = final
+        rollout = {"obs": raw_buf[:-1].copy(), "act": np.clip(act_buf, low, high), "rew": rew_buf.copy(),
+                   "cost": cost_buf.copy(), "next_obs": next_raw, "done": done_buf.copy()}
+        reward_range = [min(reward_range[0], rew_buf.min()), max(reward_range[1], rew_buf.max())]
+        cost_range = [min(cost_range[0], cost_buf.min()), max(cost_range[1], cost_buf.max())]
+        K = args.multi_step_k
+        model_stats = {}
+        if replay:
+            with torch.no_grad():
+                starts = window_starts(rollout["done"], K)
+                _, errors = multi_step_loss(model, *windows(rollout, starts, K, obs_rms, device))
+            model_stats = {"model/one_step_error": errors[0].item(), "model/k_step_error": errors[-1].item()}
+        replay.append(rollout)
+        starts = [window_starts(r["done"], K) for r in replay]
+        index = np.concatenate([np.column_stack([np.full(len(s), j), s]) for j, s in enumerate(starts)])
+        model_losses = []
+        for _ in range(args.model_epochs):
+            order = torch.randperm(len(index), generator=model_generator).numpy()
+            for chunk in np.array_split(order, max(1, len(order) // args.model_batch_size)):
+                parts = [windows(replay[j], index[chunk][index[chunk][:, 0] == j][:, 1:], K, obs_rms, device)
+                         for j in np.unique(index[chunk][:, 0])]
+                loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)), args.model_step_weight)
+                model_optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                model_optimizer.step()
+                model_losses.append(loss.detach())
+        model_stats["model/loss"] = torch.stack(model_losses).mean().item()
+
+        # Imagination: H model steps of the current policy from states of this rollout, then the same update.
+        if args.model_rollouts > 0 and update > args.model_start_iter:
+            pick = torch.randint(T * N, (args.model_rollouts,), generator=model_generator).to(device)
+            img_obs, img_act, img_rew, img_cost = imagine(model, actor, real["obs"][pick], args.horizon, low_t,
+                                                          high_t, reward_range, cost_range, model_generator)
+            no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
+            imagined = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end,
+                                        torch.zeros((2,) + img_rew.shape, device=device), args)
+            img_stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, imagined, cost_margin,
+                                    in_recovery, args)
+            model_stats.update({"imagined/return": img_rew.sum(0).mean().item(),
+                                "imagined/cost": img_cost.sum(0).mean().item(),
+                                "imagined/approx_kl": img_stats["approx_kl"],
+                                "imagined/recovery": img_stats["cppo/recovery"]})
+        obs_buf[0], raw_buf[0] = obs_buf[T], raw_buf[T]  # the next rollout starts where this one stopped
+
+        for name in ("policy_loss", "value_loss", "cost_value_loss", "model/loss"):
+            value = model_stats[name] if name.startswith("model") else stats[name]
+            if not np.isfinite(value):
+                raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
+        logger.log({
+            "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
+            "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
+            "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
+            "cost_margin": cost_margin, "learning_rate": lr, **stats,
+            **{k: model_stats.get(k, np.nan) for k in ("model/loss", "model/one_step_error", "model/k_step_error",
+                                                      "imagined/return", "imagined/cost", "imagined/approx_kl",
+                                                      "imagined/recovery")},
+            "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
+        })
+
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                  video_dir)
+        summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
+                       eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
+        print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+              f"cost {costs.mean():.2f} ± {costs.std():.2f}")
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
