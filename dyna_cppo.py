@@ -389,7 +389,7 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
     for epoch in range(args.update_epochs):
-        for idx in torch.randperm(n, device=obs.device).split(n // args.num_minibatches):
+        for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
             if fitting:
                 ratio = (actor.log_prob(obs[idx], act[idx]) - logp[idx]).exp()
                 weight = v[idx] - ratio
@@ -633,21 +633,20 @@ def main(args: Args) -> dict:
     critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5)
-    model_generator = torch.Generator().manual_seed(args.seed + 1)
-    model = DynamicsModel(obs_dim, act_dim, args.model_hidden, model_generator).to(device)
-    model_optimizer = torch.optim.Adam(model.parameters(), lr=args.model_lr)
-    replay = collections.deque(maxlen=args.buffer_rollouts)  # D_real: whole rollouts, episode ends kept
-    reward_range, cost_range = [np.inf, -np.inf], [np.inf, -np.inf]
-    low_t, high_t = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5)
     obs_rms = RunningMeanStd(obs_dim)
     episode_len = gymnasium.spec(args.env_id).max_episode_steps  # T in the per-step margin d' = (d - J_c) / T
     measured_cost, in_recovery = 0.0, False
 
+    model_generator = torch.Generator().manual_seed(args.seed + 1)
+    model = DynamicsModel(obs_dim, act_dim, args.model_hidden, model_generator).to(device)
+    model_optimizer = torch.optim.Adam(model.parameters(), lr=args.model_lr)
+    replay = collections.deque(maxlen=args.buffer_rollouts)  # D_real: whole rollouts, episode ends kept
+    reward_range, cost_range = [np.inf, -np.inf], [np.inf, -np.inf]  # of real data: imagined values are clipped
+    low_t, high_t = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
+
     T, N = args.num_steps, args.num_envs
-    batch_size = T * N
-    minibatch_size = batch_size // args.num_minibatches
-    num_updates = args.total_timesteps // batch_size
+    num_updates = args.total_timesteps // (T * N)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     raw_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # the same, raw, for the model's replay buffer
