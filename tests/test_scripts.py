@@ -17,16 +17,23 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
               "approx_kl", "cost_margin"], ["SafetyPointGoal1-v0"]),
     "dyna_cppo": (["cppo/theta", "model/loss", "model/one_step_error", "model/k_step_error", "imagined/return",
                    "imagined/cost", "cumulative_cost"], ["SafetyPointGoal1-v0"]),
+    "cvpo": (["cvpo/eta", "cvpo/lambda", "cvpo/kl_mean", "cvpo/kl_var", "q_r_loss", "q_c_loss"],
+             ["SafetyPointCircle1-v0"]),
 }
 # Small imagination from the first update on, so that the short runs exercise the model and the imagined update.
 EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64}}
+# CVPO is off-policy: no rollouts; small networks, and updates from step 500 (one progress row per 1000 steps).
+OFF_POLICY = {"learning_starts": 500, "batch_size": 32, "num_sampled_actions": 4, "hidden": 32, "update_every": 8}
+SMOKE_SIZES = {"cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY}}
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
-SMOKE = ["--num-envs", "2", "--num-steps", "500", "--total-timesteps", "2000", "--eval-episodes", "1", "--save-model"]
+SMOKE = ["--eval-episodes", "1", "--save-model"]
+smoke_sizes = lambda script: SMOKE_SIZES.get(script, {"num_envs": 2, "num_steps": 500, "total_timesteps": 2000})
 
 
 @pytest.mark.parametrize("script, env_id", [(s, e) for s, (_, envs) in SCRIPTS.items() for e in envs])
 def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
-    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE, *as_cli(EXTRA.get(script, {})))
+    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE, *as_cli(smoke_sizes(script)),
+                        *as_cli(EXTRA.get(script, {})))
     assert result.returncode == 0, result.stderr
     run_dir = only_run_dir(tmp_path)
     assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
@@ -65,8 +72,10 @@ def test_track_logs_to_wandb_offline(tmp_path, mode):
 
 
 def progress_without_timing(module, cwd, seed):
-    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=250, total_timesteps=1500,
-                       eval_episodes=0, seed=seed, **EXTRA.get(module.__name__, {}))
+    sizes = dict(total_timesteps=1500, log_every=500, **OFF_POLICY) if module.__name__ == "cvpo" else dict(
+        num_steps=250, total_timesteps=1500)
+    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, eval_episodes=0, seed=seed, **sizes,
+                       **EXTRA.get(module.__name__, {}))
     os.makedirs(cwd)
     os.chdir(cwd)
     module.main(args)
@@ -93,11 +102,13 @@ BAD_INPUT = [  # Args fields, words the error line must contain
     ({"env_id": "SafetyNoSuchEnv-v0"}, ["unknown env id"]),
     ({"env_id": "SafetyPointGoal1Vision-v0", "num_envs": 1}, ["flat Box observation"]),
     ({"num_envs": 0}, ["--num-envs", "positive"]),
-    ({"num_steps": -5}, ["--num-steps", "positive"]),
     ({"total_timesteps": 0}, ["--total-timesteps", "positive"]),
+    ({"eval_episodes": -1}, ["--eval-episodes"]),
+]
+ON_POLICY_BAD_INPUT = [
+    ({"num_steps": -5}, ["--num-steps", "positive"]),
     ({"total_timesteps": 100}, ["smaller than one rollout"]),
     ({"num_minibatches": 0}, ["--num-minibatches", "positive"]),
-    ({"eval_episodes": -1}, ["--eval-episodes"]),
     ({"learning_rate": float("nan")}, ["--learning-rate"]),
 ]
 SCRIPT_BAD_INPUT = {
@@ -109,6 +120,11 @@ SCRIPT_BAD_INPUT = {
     "dyna_cppo": [({"horizon": 0}, ["--horizon", "positive"]), ({"multi_step_k": 0}, ["--multi-step-k", "positive"]),
                   ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
                   ({"model_rollouts": -1}, ["--model-rollouts"])],
+    "cvpo": [({"batch_size": 0}, ["--batch-size", "positive"]), ({"buffer_size": 100}, ["--buffer-size"]),
+             ({"total_timesteps": 5000}, ["--learning-starts"]),
+             ({"num_sampled_actions": 1}, ["--num-sampled-actions"]),
+             ({"tau": 0.0}, ["--tau"]), ({"gamma": 1.0}, ["--gamma"]), ({"kl_mean_constraint": -1.0}, ["--kl-mean"]),
+             ({"cost_limit": float("inf")}, ["--cost-limit"])],
 }
 NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard must name
     "ppo": ({"clip_coef": float("nan")}, "policy_loss"),
@@ -116,11 +132,13 @@ NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard mus
     "trpo": ({"max_grad_norm": float("nan")}, "value_loss"),
     "cppo": ({"max_grad_norm": float("nan")}, "policy_loss"),
     "dyna_cppo": ({"max_grad_norm": float("nan")}, "policy_loss"),
+    "cvpo": ({"critic_lr": 1e30, "total_timesteps": 1000, **OFF_POLICY}, "q_r_loss"),
 }
 
 
 @pytest.mark.parametrize("script, fields, words",
-                         [(s, f, w) for s in SCRIPTS for f, w in BAD_INPUT + SCRIPT_BAD_INPUT.get(s, [])])
+                         [(s, f, w) for s in SCRIPTS for f, w in BAD_INPUT + SCRIPT_BAD_INPUT.get(s, [])
+                          + (ON_POLICY_BAD_INPUT if s != "cvpo" else [])])
 def test_bad_input_stops_before_training(tmp_path, monkeypatch, script, fields, words):
     """main() raises SystemExit("error: ...") (Python prints it as one line, exit 1) before making a run folder."""
     monkeypatch.chdir(tmp_path)
@@ -139,7 +157,7 @@ def test_non_finite_loss_stops_the_run(tmp_path, monkeypatch, script):
     monkeypatch.chdir(tmp_path)
     module = load_script(script)
     fields, loss_name = NAN_TRIGGER[script]
-    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=1, num_steps=500, total_timesteps=1000,
-                       eval_episodes=0, **fields)
+    sizes = {} if script == "cvpo" else {"num_steps": 500, "total_timesteps": 1000}
+    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=1, eval_episodes=0, **{**sizes, **fields})
     with pytest.raises(SystemExit, match=f"non-finite {loss_name}"):
         module.main(args)

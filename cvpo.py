@@ -1,0 +1,584 @@
+"""CVPO: Constrained Variational Policy Optimization, off-policy EM for safe RL, on Safety-Gymnasium, in one file.
+
+Liu et al. 2022, "Constrained Variational Policy Optimization for Safe Reinforcement Learning", arXiv:2201.11927,
+with the M-step of MPO (Abdolmaleki et al. 2018, arXiv:1806.06920). Constraint: mean episodic cost J_c <= d,
+turned into a limit on the per-step cost Q value. Each update, on a batch of replayed states:
+1. critics: twin reward Q functions and a cost Q function, one TD step each toward polyak-averaged targets;
+2. E-step: sample K actions per state from the old (target) policy, then find the variational policy
+   q(a|s) ∝ pi_old(a|s) exp((Q_r - lambda Q_c) / eta) whose (eta, lambda) minimise the convex dual
+   g(eta, lambda) = eta eps + lambda q_lim + eta E_s log E_a exp((Q_r - lambda Q_c) / eta)  (`solve_dual`);
+3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
+   mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
+
+Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000
+"""
+import csv
+import dataclasses
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
+
+import numpy as np
+import torch
+import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
+import torch.nn as nn
+import torch.nn.functional as F
+import scipy.optimize
+import tyro
+import gymnasium
+import safety_gymnasium
+from gymnasium import spaces
+from safety_gymnasium.utils.registration import safe_registry
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run folder's name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, use CUDA when available (small MLPs are usually faster on the CPU)"""
+    track: bool = False
+    """if toggled, log to Weights and Biases (offline when there is no API key or WANDB_MODE=offline)"""
+    wandb_project_name: str = "safe-rl-singlefile"
+    """the W&B project name"""
+    wandb_entity: Optional[str] = None
+    """the W&B entity (team)"""
+    capture_video: bool = False
+    """if toggled, record the first evaluation episode to `runs/{run_name}/videos/`"""
+
+    env_id: str = "SafetyPointGoal1-v0"
+    """the Safety-Gymnasium environment id"""
+    total_timesteps: int = 300_000
+    """total environment steps of the experiment"""
+    num_envs: int = 4
+    """the number of parallel environments"""
+    vector_env: Literal["auto", "sync", "async"] = "auto"
+    """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
+    cost_limit: float = 25.0
+    """the episodic cost limit d: the constraint is mean episodic cost <= d"""
+    save_model: bool = False
+    """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
+    eval_episodes: int = 10
+    """episodes of the final deterministic evaluation (0 skips it)"""
+
+    buffer_size: int = 200_000
+    """the replay buffer's capacity in transitions"""
+    batch_size: int = 256
+    """states per update (the E-step evaluates num_sampled_actions actions for each)"""
+    learning_starts: int = 10_000
+    """environment steps of uniformly random actions before the first update"""
+    update_every: int = 16
+    """environment steps (over all envs) per update; each update is one critic step, one E-step and the M-step.
+    The E-step dominates an update's cost on a CPU (batch_size * num_sampled_actions Q evaluations, 3 critics)"""
+    log_every: int = 4_000
+    """environment steps between rows of progress.csv (and lines on stdout)"""
+    num_sampled_actions: int = 16
+    """K: actions sampled per state from the old policy in the E-step (16-64 in the papers; cost grows with K)"""
+    dual_constraint: float = 0.1
+    """epsilon: the KL bound between the variational policy q and the old policy in the E-step"""
+    kl_mean_constraint: float = 0.01
+    """the M-step's bound on the KL of the mean's change"""
+    kl_var_constraint: float = 1e-4
+    """the M-step's bound on the KL of the standard deviation's change"""
+    alpha_mean_scale: float = 1.0
+    """dual-ascent step of the M-step multiplier alpha_mu"""
+    alpha_var_scale: float = 100.0
+    """dual-ascent step of the M-step multiplier alpha_sigma"""
+    alpha_mean_max: float = 10.0
+    """cap of alpha_mu"""
+    alpha_var_max: float = 1000.0
+    """cap of alpha_sigma"""
+    m_step_iters: int = 5
+    """gradient steps of the M-step per update"""
+    policy_lr: float = 3e-4
+    """the Adam learning rate of the policy"""
+    critic_lr: float = 1e-3
+    """the Adam learning rate of the critics"""
+    hidden: int = 256
+    """hidden units of the two hidden layers of policy and critics"""
+    gamma: float = 0.99
+    """the discount factor (reward and cost)"""
+    tau: float = 0.005
+    """polyak step of the target networks: target <- (1 - tau) target + tau online"""
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
+                         "e.g. SafetyPointGoal1-v0)")
+    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "update_every", "log_every",
+                 "m_step_iters", "hidden"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.num_sampled_actions < 2:
+        raise SystemExit(f"error: --num-sampled-actions must be at least 2, got {args.num_sampled_actions}")
+    for name in ("policy_lr", "critic_lr", "dual_constraint", "kl_mean_constraint", "kl_var_constraint",
+                 "alpha_mean_scale", "alpha_var_scale", "alpha_mean_max", "alpha_var_max"):
+        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if not 0 < args.gamma < 1:
+        raise SystemExit(f"error: --gamma must be in (0, 1), got {args.gamma}")
+    if not 0 < args.tau <= 1:
+        raise SystemExit(f"error: --tau must be in (0, 1], got {args.tau}")
+    if not 0 <= args.cost_limit < np.inf:
+        raise SystemExit(f"error: --cost-limit must be a finite number >= 0, got {args.cost_limit}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.learning_starts < args.batch_size:
+        raise SystemExit(f"error: --learning-starts {args.learning_starts} is smaller than --batch-size "
+                         f"{args.batch_size}: the first update needs a full batch in the buffer")
+    if args.total_timesteps <= args.learning_starts:
+        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} leaves no step after --learning-starts "
+                         f"{args.learning_starts}: nothing would be learned")
+    if args.buffer_size < args.batch_size:
+        raise SystemExit(f"error: --buffer-size {args.buffer_size} is smaller than --batch-size {args.batch_size}")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+class MLP(nn.Module):
+    """in -> hidden -> hidden -> out with ReLU (the usual off-policy critic and policy body)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(in_dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, out_dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = F.relu(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+
+
+class Actor(nn.Module):
+    """Gaussian policy, state-dependent diagonal covariance: mean inside the action box (tanh), std by softplus."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, low: np.ndarray, high: np.ndarray):
+        super().__init__()
+        self.body = MLP(obs_dim, 2 * act_dim, hidden)
+        self.register_buffer("center", torch.tensor((high + low) / 2, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor((high - low) / 2, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor):
+        mean_pre, std_pre = self.body(obs).chunk(2, dim=-1)
+        return self.center + self.scale * torch.tanh(mean_pre), F.softplus(std_pre) + 1e-4
+
+    def sample(self, obs: torch.Tensor, k: Optional[int] = None) -> torch.Tensor:
+        """One action per state ([B, A]), or k per state ([k, B, A]); clipped to the action box."""
+        mean, std = self(obs)
+        noise = torch.randn((k,) + mean.shape if k else mean.shape, device=mean.device)
+        return torch.max(torch.min(mean + std * noise, self.center + self.scale), self.center - self.scale)
+
+
+class QNetwork(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int):
+        super().__init__()
+        self.q = MLP(obs_dim + act_dim, 1, hidden)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(std)^2), summed over action dimensions."""
+    return (-0.5 * ((x - mean) / std).pow(2) - std.log() - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+def per_step_cost_limit(cost_limit: float, gamma: float, episode_len: int) -> float:
+    """The episodic limit d as a limit on Q_c: d spread evenly over T steps, discounted: d (1 - g^T) / ((1 - g) T)."""
+    return cost_limit * (1 - gamma**episode_len) / ((1 - gamma) * episode_len)
+
+
+def dual_function(x: np.ndarray, q_r: np.ndarray, q_c: np.ndarray, eps_kl: float, q_limit: float):
+    """g(eta, lambda) of the E-step and its gradient; q_r, q_c are [K, B] (K actions for each of B states).
+
+    g = eta eps + lambda q_lim + eta mean_s log mean_a exp(z / eta), z = Q_r - lambda Q_c. Convex in (eta, lambda)."""
+    eta, lam = x
+    z = q_r - lam * q_c
+    z_max = z.max(axis=0)
+    exp_z = np.exp((z - z_max) / eta)
+    sum_exp = exp_z.sum(axis=0)
+    log_mean_exp = z_max / eta + np.log(sum_exp) - np.log(q_r.shape[0])  # per state, computed without overflow
+    weights = exp_z / sum_exp  # q(a|s) over the K samples of each state
+    g = eta * eps_kl + lam * q_limit + eta * log_mean_exp.mean()
+    d_eta = eps_kl + log_mean_exp.mean() - (weights * z).sum(axis=0).mean() / eta
+    d_lam = q_limit - (weights * q_c).sum(axis=0).mean()
+    return g, np.array([d_eta, d_lam])
+
+
+def solve_dual(q_r, q_c, eps_kl: float, q_limit: float, init=(0.1, 0.1)) -> tuple[float, float]:
+    """(eta, lambda) minimising the E-step dual g over eta > 0, lambda >= 0 (SLSQP with bounds, warm-started).
+
+    lambda stays 0 when the old policy's cost is already under q_limit after the reward-greedy reweighting, and
+    grows until the reweighted expected Q_c meets q_limit otherwise (or hits its bound if no reweighting can)."""
+    q_r, q_c = (np.asarray(q, dtype=np.float64) for q in (q_r, q_c))
+    x0 = np.clip(np.asarray(init, dtype=np.float64), [1e-6, 0.0], [1e5, 1e5])
+    result = scipy.optimize.minimize(dual_function, x0, args=(q_r, q_c, eps_kl, q_limit), jac=True, method="SLSQP",
+                                     bounds=[(1e-6, 1e5), (0.0, 1e5)], options={"maxiter": 100, "ftol": 1e-10})
+    eta, lam = result.x
+    return float(eta), float(lam)
+
+
+def e_step_weights(q_r: torch.Tensor, q_c: torch.Tensor, eta: float, lam: float) -> torch.Tensor:
+    """The variational policy on the K sampled actions of each state: softmax over K of (Q_r - lambda Q_c) / eta."""
+    return torch.softmax((q_r - lam * q_c) / eta, dim=0)
+
+
+def e_step_kl(weights: torch.Tensor) -> torch.Tensor:
+    """Mean over states of KL(q || pi_old) on the samples: sum_a q log(K q), since the K samples are from pi_old.
+    At the dual's optimum it equals the bound epsilon (unless eta sits at a bound)."""
+    return (weights * (weights * weights.shape[0]).clamp_min(1e-30).log()).sum(0).mean()
+
+
+def decoupled_kl(old_mean, old_std, mean, std):
+    """Mean over states of KL(pi_old || pi with the new mean, old std) and KL(pi_old || pi with the old mean,
+    new std), for diagonal Gaussians: the two parts of MPO's decoupled trust region."""
+    kl_mean = 0.5 * ((mean - old_mean) / old_std).pow(2).sum(-1)
+    ratio = (old_std / std).pow(2)
+    kl_var = 0.5 * (ratio - 1.0 - ratio.log()).sum(-1)
+    return kl_mean.mean(), kl_var.mean()
+
+
+def m_step(actor: Actor, optimizer, obs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor,
+           old_mean: torch.Tensor, old_std: torch.Tensor, alphas: list, args: Args) -> dict:
+    """Weighted maximum likelihood of the sampled actions ([K, B, A], weights [K, B]) under pi_theta, within KL
+    bounds on the mean's and the std's change from the old policy. The mean part is fitted with the old std,
+    the std part with the old mean (decoupled). `alphas` = [alpha_mu, alpha_sigma] is updated in place."""
+    for _ in range(args.m_step_iters):
+        mean, std = actor(obs)
+        log_lik = (weights * (gaussian_log_prob(actions, mean, old_std)
+                              + gaussian_log_prob(actions, old_mean, std))).sum(0).mean()
+        kl_mean, kl_var = decoupled_kl(old_mean, old_std, mean, std)
+        # Dual ascent: a multiplier rises while its KL is above the bound and falls back to 0 below it.
+        alphas[0] = float(np.clip(alphas[0] + args.alpha_mean_scale * (kl_mean.item() - args.kl_mean_constraint),
+                                  0.0, args.alpha_mean_max))
+        alphas[1] = float(np.clip(alphas[1] + args.alpha_var_scale * (kl_var.item() - args.kl_var_constraint),
+                                  0.0, args.alpha_var_max))
+        loss = -log_lik + alphas[0] * kl_mean + alphas[1] * kl_var
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {"policy_loss": loss.item(), "cvpo/kl_mean": kl_mean.item(), "cvpo/kl_var": kl_var.item(),
+            "cvpo/alpha_mean": alphas[0], "cvpo/alpha_var": alphas[1]}
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions (raw observations: they are normalised with the current statistics when
+    sampled). `next_obs` is the true next observation, also when the episode was truncated there."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        self.obs, self.next_obs = np.zeros((capacity, obs_dim)), np.zeros((capacity, obs_dim))
+        self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
+        self.rewards, self.costs, self.terminated = (np.zeros(capacity, dtype=np.float32) for _ in range(3))
+        self.capacity, self.size, self.pos = capacity, 0, 0
+
+    def add(self, obs, actions, rewards, costs, next_obs, terminated) -> None:
+        idx = (self.pos + np.arange(len(obs))) % self.capacity
+        self.obs[idx], self.actions[idx], self.rewards[idx] = obs, actions, rewards
+        self.costs[idx], self.next_obs[idx], self.terminated[idx] = costs, next_obs, terminated
+        self.pos, self.size = (self.pos + len(obs)) % self.capacity, min(self.size + len(obs), self.capacity)
+
+    def sample(self, rng: np.random.Generator, batch_size: int, obs_rms: RunningMeanStd, device) -> tuple:
+        idx = rng.integers(0, self.size, size=batch_size)
+        as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)
+        return (as_tensor(obs_rms.normalize(self.obs[idx])), as_tensor(self.actions[idx]),
+                as_tensor(self.rewards[idx]), as_tensor(self.costs[idx]),
+                as_tensor(obs_rms.normalize(self.next_obs[idx])), as_tensor(self.terminated[idx]))
+
+
+def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for t, o in zip(target.parameters(), online.parameters()):
+            t.lerp_(o, tau)
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu") -> np.ndarray:
+    """The deterministic (mean) action for raw observations, as the evaluation and a saved policy use it."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        return actor(x)[0].cpu().numpy()
+
+
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None):
+    """Run `episodes` episodes with the mean action; return their (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_dir else None)
+    low, high = env.action_space.low, env.action_space.high
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_dir and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(video_dir, exist_ok=True)
+        imageio.mimsave(os.path.join(video_dir, "eval-episode-0.mp4"), frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
+                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.center.shape[0]}, path)
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, weights_only=False)
+    state = ckpt["actor"]
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], ckpt["args"]["hidden"],
+                  (state["center"] - state["scale"]).numpy(), (state["center"] + state["scale"]).numpy())
+    actor.load_state_dict(state)
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+UPDATE_KEYS = ("q_r_loss", "q_c_loss", "q_r", "q_c", "policy_loss", "cvpo/eta", "cvpo/lambda", "cvpo/e_step_kl",
+               "cvpo/kl_mean", "cvpo/kl_var", "cvpo/alpha_mean", "cvpo/alpha_var")
+
+
+class RunLogger:
+    """One row per log interval: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        if args.track:
+            import wandb
+
+            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
+                          name=run_name, dir=run_dir)
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                      "upload later with `wandb sync`", file=sys.stderr)
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    logger = RunLogger(run_dir, args, run_name)
+
+    obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)
+    target_actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)  # the "old" policy of the EM steps
+    q1, q2, qc = (QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3))
+    q1_target, q2_target, qc_target = (QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3))
+    for target, online in ((target_actor, actor), (q1_target, q1), (q2_target, q2), (qc_target, qc)):
+        target.load_state_dict(online.state_dict())
+    critic_params = list(q1.parameters()) + list(q2.parameters()) + list(qc.parameters())
+    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_lr)
+    policy_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    obs_rms = RunningMeanStd(obs_dim)
+    buffer = ReplayBuffer(args.buffer_size, obs_dim, act_dim)
+    episode_len = gymnasium.spec(args.env_id).max_episode_steps
+    q_limit = per_step_cost_limit(args.cost_limit, args.gamma, episode_len)
+    eta, lam, alphas = 0.1, 0.1, [0.0, 0.0]  # E-step dual variables (warm starts) and M-step multipliers
+    K, N = args.num_sampled_actions, args.num_envs
+
+    raw_obs, _ = envs.reset(seed=args.seed)
+    obs_rms.update(raw_obs)
+    ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
+    finished, stats = [], []  # episodes and update statistics since the last log row
+    last_episodes = (np.nan, np.nan, np.nan)
+    global_step, cumulative_cost, start_time, next_log, update_credit = 0, 0.0, time.time(), args.log_every, 0
+    rng = np.random.default_rng(args.seed)
+
+    while global_step < args.total_timesteps:
+        # Act: uniformly random actions until learning starts, then samples of the current policy.
+        if global_step < args.learning_starts:
+            actions = rng.uniform(low, high, size=(N, act_dim))
+        else:
+            with torch.no_grad():
+                x = torch.as_tensor(obs_rms.normalize(raw_obs), dtype=torch.float32, device=device)
+                actions = actor.sample(x).cpu().numpy().astype(np.float64)
+        next_obs, reward, cost, terminated, truncated, info = envs.step(actions)
+        real_next_obs = next_obs.copy()  # the vector env auto-resets: the true last observation is in the info
+        for i in np.flatnonzero(terminated | truncated):
+            real_next_obs[i] = info["final_observation"][i]
+        buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
+        obs_rms.update(next_obs)
+        raw_obs = next_obs
+        global_step += N
+        update_credit += N
+        cumulative_cost += cost.sum()
+        ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+        for i in np.flatnonzero(terminated | truncated):
+            finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+            ep_return[i], ep_cost[i], ep_len[i] = 0.0, 0.0, 0
+
+        while global_step >= args.learning_starts and update_credit >= args.update_every:
+            update_credit -= args.update_every
+            obs, act, rew, cst, next_x, term = buffer.sample(rng, args.batch_size, obs_rms, device)
+
+            # 1. Critics: one TD step; the targets bootstrap through the target policy and the target critics
+            #    (min of the twin reward critics), and stop only at termination, never at the time limit.
+            with torch.no_grad():
+                next_act = target_actor.sample(next_x)
+                q_next = torch.min(q1_target(next_x, next_act), q2_target(next_x, next_act))
+                y_r = rew + args.gamma * (1 - term) * q_next
+                y_c = cst + args.gamma * (1 - term) * qc_target(next_x, next_act)
+            q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
+            q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
+            critic_optimizer.zero_grad()
+            (q_r_loss + q_c_loss).backward()
+            critic_optimizer.step()
+
+            # 2. E-step: K actions per state from the old policy, scored by the target critics; the dual gives
+            #    (eta, lambda) and with them the weights of the variational policy q on those actions.
+            with torch.no_grad():
+                old_mean, old_std = target_actor(obs)
+                sampled = torch.max(torch.min(old_mean + old_std * torch.randn((K,) + old_mean.shape, device=device),
+                                              actor.center + actor.scale), actor.center - actor.scale)
+                obs_k = obs.expand(K, -1, -1)
+                q_r = torch.min(q1_target(obs_k, sampled), q2_target(obs_k, sampled))
+                q_c = qc_target(obs_k, sampled)
+            eta, lam = solve_dual(q_r.cpu().numpy(), q_c.cpu().numpy(), args.dual_constraint, q_limit, (eta, lam))
+            for name, value in (("q_r_loss", q_r_loss.item()), ("q_c_loss", q_c_loss.item()), ("cvpo/eta", eta),
+                                ("cvpo/lambda", lam)):
+                if not np.isfinite(value):
+                    raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
+            weights = e_step_weights(q_r, q_c, eta, lam)
+
+            # 3. M-step: weighted maximum likelihood within the decoupled KL bounds.
+            m_stats = m_step(actor, policy_optimizer, obs, sampled, weights, old_mean, old_std, alphas, args)
+            for target, online in ((target_actor, actor), (q1_target, q1), (q2_target, q2), (qc_target, qc)):
+                polyak(target, online, args.tau)
+            stats.append({"q_r_loss": q_r_loss.item(), "q_c_loss": q_c_loss.item(), "q_r": q_r.mean().item(),
+                          "q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam,
+                          "cvpo/e_step_kl": e_step_kl(weights).item(), **m_stats})
+
+        if global_step >= next_log or global_step >= args.total_timesteps:
+            next_log += args.log_every
+            if finished:
+                last_episodes = tuple(np.mean(finished, axis=0))
+            means = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
+            if not np.isfinite(means.get("policy_loss", 0.0)):
+                raise SystemExit(f"error: non-finite policy_loss at step {global_step}; stopping")
+            logger.log({
+                "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
+                "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
+                "episodes": len(finished), "cumulative_cost": cumulative_cost,
+                "cost_rate": cumulative_cost / global_step, "updates": len(stats), "q_limit": q_limit,
+                **{k: means.get(k, np.nan) for k in UPDATE_KEYS},  # means over the updates since the last row
+            })
+            finished, stats = [], []
+
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                  video_dir)
+        summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
+                       eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
+        print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+              f"cost {costs.mean():.2f} ± {costs.std():.2f}")
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))
