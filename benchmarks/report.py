@@ -1,0 +1,187 @@
+"""Aggregate benchmark run folders into DIR/results.md (tables) and DIR/curves.png (learning curves).
+
+Usage: python benchmarks/report.py --out DIR   (reads DIR/runs/*/{config.json,progress.csv,summary.json}
+and DIR/throughput/*.json written by benchmarks/env_sps.py)
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import warnings
+from collections import defaultdict
+
+import numpy as np
+
+FINAL_ROWS = 5  # "final" return / cost of a run: the mean over its last FINAL_ROWS progress rows
+# Published references (return / cost), quoted with their budget: OmniSafe's benchmark at 1e7 steps, cost limit 25;
+# the CPPO paper on the original Safety Gym at 1e7 steps (values read off its figure, hence "about").
+REFERENCES = {
+    ("ppo", "SafetyPointGoal1-v0"): "25.44 / 55.72 (OmniSafe, 1e7 steps)",
+    ("trpo", "SafetyPointGoal1-v0"): "27.20 / 45.88 (OmniSafe, 1e7 steps)",
+    ("ppo_lagrangian", "SafetyPointGoal1-v0"): "12.96 / 25.80 (OmniSafe, 1e7 steps)",
+    ("cppo", "SafetyPointGoal1-v0"): "about 23 / about 25 (CPPO paper, Safety Gym, 1e7 steps)",
+    ("ppo", "SafetyCarGoal1-v0"): "33.41 / 58.06 (OmniSafe, 1e7 steps)",
+    ("ppo_lagrangian", "SafetyCarGoal1-v0"): "13.27 / 21.72 (OmniSafe, 1e7 steps)",
+    ("ppo", "SafetyPointButton1-v0"): "27.03 / 152.48 (OmniSafe, 1e7 steps)",
+    ("ppo_lagrangian", "SafetyPointButton1-v0"): "4.60 / 20.8 (OmniSafe, 1e7 steps)",
+    ("ppo", "SafetyHalfCheetahVelocity-v1"): "6921 / 919 (OmniSafe, 1e7 steps)",
+    ("trpo", "SafetyHalfCheetahVelocity-v1"): "6490 / 734 (OmniSafe, 1e7 steps)",
+    ("ppo_lagrangian", "SafetyHalfCheetahVelocity-v1"): "2946 / 3.44 (OmniSafe, 1e7 steps)",
+}
+
+
+def load_runs(out_dir: str) -> list:
+    """One dict per run folder with a progress.csv: algo, env, seed, config, rows (floats), summary."""
+    runs = []
+    for run_dir in sorted(glob.glob(os.path.join(out_dir, "runs", "*"))):
+        progress = os.path.join(run_dir, "progress.csv")
+        if not os.path.exists(progress):
+            continue
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+        with open(progress, newline="") as f:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        if not rows:
+            continue
+        summary_path = os.path.join(run_dir, "summary.json")
+        summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+        runs.append({"algo": config["exp_name"], "env": config["env_id"], "seed": config["seed"], "config": config,
+                     "rows": rows, "summary": summary})
+    return runs
+
+
+def run_finals(run: dict) -> dict:
+    rows = run["rows"]
+    last = [r for r in rows[-FINAL_ROWS:] if np.isfinite(r["episodic_return"])]
+    return {
+        "steps": rows[-1]["global_step"],
+        "return": np.mean([r["episodic_return"] for r in last]) if last else np.nan,
+        "cost": np.mean([r["episodic_cost"] for r in last]) if last else np.nan,
+        "cost_rate": rows[-1]["cumulative_cost"] / rows[-1]["global_step"] if "cumulative_cost" in rows[-1] else np.nan,
+        "sps": rows[-1]["sps"],
+        "wall": run["summary"].get("train_seconds", np.nan),
+        "num_envs": run["config"].get("num_envs"),
+    }
+
+
+def mean_std(values, fmt: str) -> str:
+    values = np.asarray(values, dtype=float)
+    if np.isnan(values).all():
+        return "n/a"
+    return f"{np.nanmean(values):{fmt}} ± {np.nanstd(values):{fmt}}"
+
+
+def results_table(runs: list) -> list:
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(run["algo"], run["env"])].append(run_finals(run))
+    lines = [f"| algo | env | seeds | steps | final return | final cost | cost rate | SPS | wall (s) | published "
+             f"(return / cost) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (algo, env), finals in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        steps = sorted({int(f["steps"]) for f in finals})
+        cells = [mean_std([f[key] for f in finals], fmt) for key, fmt in
+                 (("return", ".2f"), ("cost", ".2f"), ("cost_rate", ".4f"), ("sps", ".0f"), ("wall", ".0f"))]
+        lines.append(f"| {algo} | {env} | {len(finals)} | {'/'.join(f'{s:,}' for s in steps)} | "
+                     + " | ".join(cells) + f" | {REFERENCES.get((algo, env), '')} |")
+    return lines
+
+
+def throughput_table(runs: list, out_dir: str) -> list:
+    raw = {}
+    for path in glob.glob(os.path.join(out_dir, "throughput", "*.json")):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    m = json.loads(line)
+                    raw.setdefault((m["env_id"], m["num_envs"]), []).append(m["sps"])
+    if not raw:
+        return []
+    groups = defaultdict(list)
+    for run in runs:
+        f = run_finals(run)
+        groups[(run["algo"], run["env"], f["num_envs"])].append(f["sps"])
+    lines = ["| algo | env | num_envs | end-to-end SPS | raw env SPS (random actions) | ratio |",
+             "|---|---|---|---|---|---|"]
+    for (algo, env, n), sps in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if (env, n) in raw:
+            r = float(np.mean(raw[(env, n)]))
+            lines.append(f"| {algo} | {env} | {n} | {np.mean(sps):.0f} | {r:.0f} | {np.mean(sps) / r:.2f} |")
+    return lines
+
+
+def plot_curves(runs: list, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({run["env"] for run in runs})
+    fig, axes = plt.subplots(2, len(envs), figsize=(6 * len(envs), 7), squeeze=False)
+    for col, env in enumerate(envs):
+        env_runs = [run for run in runs if run["env"] == env]
+        for algo in sorted({run["algo"] for run in env_runs}):
+            seeds = [run for run in env_runs if run["algo"] == algo]
+            grid = np.linspace(0, min(run["rows"][-1]["global_step"] for run in seeds), 100)
+            for row, key in enumerate(("episodic_return", "episodic_cost")):
+                curves = []
+                for run in seeds:
+                    points = [(r["global_step"], r[key]) for r in run["rows"] if np.isfinite(r[key])]
+                    if points:
+                        x, y = zip(*points)
+                        curves.append(np.interp(grid, x, y, left=np.nan))
+                if not curves:
+                    continue
+                curves = np.array(curves)
+                with warnings.catch_warnings():  # grid points before a seed's first episode are NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean, low, high = (f(curves, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
+                line, = axes[row, col].plot(grid, mean, label=f"{algo} ({len(seeds)} seeds)")
+                if len(curves) > 1:
+                    axes[row, col].fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+        limit = env_runs[0]["config"].get("cost_limit")
+        if limit is not None:
+            axes[1, col].axhline(limit, color="k", linestyle="--", linewidth=1, label=f"cost limit {limit:g}")
+        axes[0, col].set_title(env)
+        axes[0, col].set_ylabel("episodic return")
+        axes[1, col].set_ylabel("episodic cost")
+        axes[1, col].set_xlabel("environment steps")
+        for ax in axes[:, col]:
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    fig.suptitle("mean over seeds, band: min to max over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(out_dir: str, failed: list = ()) -> str:
+    runs = load_runs(out_dir)
+    lines = ["# Benchmark results", "",
+             f"Final return / cost of a run: the mean over its last {FINAL_ROWS} progress rows (training episodes); "
+             "mean ± std over seeds. Cost rate: cumulative training cost / environment steps. "
+             "Published numbers are quoted with their own (larger) budgets: compare with care.", ""]
+    lines += results_table(runs) if runs else ["No finished runs found."]
+    throughput = throughput_table(runs, out_dir)
+    if throughput:
+        lines += ["", "## Throughput", "",
+                  "End-to-end SPS (the run's final `sps`) against raw vector-env stepping with random actions "
+                  "(benchmarks/env_sps.py, same env and num_envs, measured in the same benchmark).", ""] + throughput
+    if failed:
+        lines += ["", "## Failed runs", ""] + [f"- {line}" for line in failed]
+    path = os.path.join(out_dir, "results.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    if runs:
+        plot_curves(runs, os.path.join(out_dir, "curves.png"))
+    return path
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="the benchmark folder (holds runs/)")
+    a = parser.parse_args()
+    failed_path = os.path.join(a.out, "failed.txt")
+    failed = [line.strip() for line in open(failed_path)] if os.path.exists(failed_path) else []
+    print(f"wrote {write_report(a.out, failed)}")
