@@ -78,7 +78,7 @@ class Args:
     learning_starts: int = 10_000
     """environment steps of uniformly random actions before the first update"""
     update_every: int = 32
-    """environment steps (over all envs) per update; each update is one critic step, one E-step and the M-step.
+    """environment steps (over all envs) per update; each update is critic_steps TD steps, one E-step, the M-step.
     On a CPU an update costs more than the 32 steps of a navigation task (the E-step evaluates 3 critics on
     batch_size * num_sampled_actions pairs): lower it for sample efficiency, raise it for speed"""
     log_every: int = 4_000
@@ -99,6 +99,8 @@ class Args:
     """cap of alpha_mu"""
     alpha_var_max: float = 1000.0
     """cap of alpha_sigma"""
+    critic_steps: int = 4
+    """TD steps of the critics per update (cheaper than the E-step; the critics need many to track the policy)"""
     m_step_iters: int = 5
     """gradient steps of the M-step per update"""
     policy_lr: float = 3e-4
@@ -119,7 +121,7 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
                          "e.g. SafetyPointGoal1-v0)")
     for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "update_every", "log_every",
-                 "m_step_iters", "hidden"):
+                 "critic_steps", "m_step_iters", "hidden"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.num_sampled_actions < 2:
@@ -506,23 +508,26 @@ def main(args: Args) -> dict:
 
         while global_step >= args.learning_starts and update_credit >= args.update_every:
             update_credit -= args.update_every
-            obs, act, rew, cst, next_x, term = buffer.sample(rng, args.batch_size, obs_rms, device)
-
-            # 1. Critics: one TD step; the targets bootstrap through the target policy and the target critics
+            # 1. Critics: critic_steps TD steps, each on its own replayed batch and each followed by a polyak step
+            #    of the target critics. The targets bootstrap through the target policy and the target critics
             #    (min of the twin reward critics), and stop only at termination, never at the time limit.
-            with torch.no_grad():
-                next_act = target_actor.sample(next_x)
-                q_next = torch.min(q1_target(next_x, next_act), q2_target(next_x, next_act))
-                y_r = rew + args.gamma * (1 - term) * q_next
-                y_c = cst + args.gamma * (1 - term) * qc_target(next_x, next_act)
-            q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
-            q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
-            critic_optimizer.zero_grad()
-            (q_r_loss + q_c_loss).backward()
-            critic_optimizer.step()
+            for _ in range(args.critic_steps):
+                obs, act, rew, cst, next_x, term = buffer.sample(rng, args.batch_size, obs_rms, device)
+                with torch.no_grad():
+                    next_act = target_actor.sample(next_x)
+                    q_next = torch.min(q1_target(next_x, next_act), q2_target(next_x, next_act))
+                    y_r = rew + args.gamma * (1 - term) * q_next
+                    y_c = cst + args.gamma * (1 - term) * qc_target(next_x, next_act)
+                q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
+                q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
+                critic_optimizer.zero_grad()
+                (q_r_loss + q_c_loss).backward()
+                critic_optimizer.step()
+                for target, online in ((q1_target, q1), (q2_target, q2), (qc_target, qc)):
+                    polyak(target, online, args.tau)
 
-            # 2. E-step: K actions per state from the old policy, scored by the target critics; the dual gives
-            #    (eta, lambda) and with them the weights of the variational policy q on those actions.
+            # 2. E-step on the last batch's states: K actions per state from the old policy, scored by the target
+            #    critics; the dual gives (eta, lambda) and with them the weights of q on those actions.
             with torch.no_grad():
                 old_mean, old_std = target_actor(obs)
                 sampled = torch.max(torch.min(old_mean + old_std * torch.randn((K,) + old_mean.shape, device=device),
@@ -539,8 +544,7 @@ def main(args: Args) -> dict:
 
             # 3. M-step: weighted maximum likelihood within the decoupled KL bounds.
             m_stats = m_step(actor, policy_optimizer, obs, sampled, weights, old_mean, old_std, alphas, args)
-            for target, online in ((target_actor, actor), (q1_target, q1), (q2_target, q2), (qc_target, qc)):
-                polyak(target, online, args.tau)
+            polyak(target_actor, actor, args.tau)
             stats.append({"q_r_loss": q_r_loss.item(), "q_c_loss": q_c_loss.item(), "q_r": q_r.mean().item(),
                           "q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam,
                           "cvpo/e_step_kl": e_step_kl(weights).item(), **m_stats})
