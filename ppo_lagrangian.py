@@ -91,8 +91,8 @@ class Args:
     """PID-Lagrangian integral gain"""
     pid_kd: float = 0.01
     """PID-Lagrangian derivative gain"""
-    num_minibatches: int = 4
-    """minibatches per epoch (few and large: on a CPU an Adam step costs about the same for 64 or 2000 samples)"""
+    num_minibatches: int = 32
+    """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
     update_epochs: int = 10
     """the number of passes over each rollout"""
     clip_coef: float = 0.2
