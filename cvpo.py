@@ -10,7 +10,8 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
    mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
 
-Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000
+Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000 --save-model
+       python cvpo.py --eval-checkpoint runs/<run>/cvpo.pt   # evaluate a saved policy, both modes
 """
 import csv
 import dataclasses
@@ -54,7 +55,7 @@ class Args:
     wandb_entity: Optional[str] = None
     """the W&B entity (team)"""
     capture_video: bool = False
-    """if toggled, record the first evaluation episode to `runs/{run_name}/videos/`"""
+    """if toggled, record the first episode of each evaluation mode to `runs/{run_name}/videos/`"""
 
     env_id: str = "SafetyPointGoal1-v0"
     """the Safety-Gymnasium environment id"""
@@ -69,7 +70,10 @@ class Args:
     save_model: bool = False
     """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
     eval_episodes: int = 10
-    """episodes of the final deterministic evaluation (0 skips it)"""
+    """episodes of each final evaluation, stochastic and deterministic (0 skips it)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate this `--save-model` checkpoint on the env it was trained on (both modes, --eval-episodes each,
+    seeds from --seed as at the end of training) and exit: nothing is trained"""
 
     buffer_size: int = 200_000
     """the replay buffer's capacity in transitions"""
@@ -349,26 +353,32 @@ def make_envs(args: Args):
     return envs
 
 
-def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu") -> np.ndarray:
-    """The deterministic (mean) action for raw observations, as the evaluation and a saved policy use it."""
+def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu",
+                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
+    The caller clips it to the action box."""
     with torch.no_grad():
         x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
-        return actor(x)[0].cpu().numpy()
+        mean, std = (y.cpu().numpy() for y in actor(x))
+    return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None):
-    """Run `episodes` episodes with the mean action; return their (returns, costs) as arrays."""
-    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_dir else None)
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path: Optional[str] = None,
+             stochastic: bool = False):
+    """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
+    `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
     low, high = env.action_space.low, env.action_space.high
+    rng = np.random.default_rng(seed) if stochastic else None
     returns, costs, frames = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         done, ep_return, ep_cost = False, 0.0, 0.0
         while not done:
-            action = np.clip(policy_action(actor, obs_rms, obs[None], device)[0], low, high)
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
             obs, reward, cost, terminated, truncated, _ = env.step(action)
             ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
-            if video_dir and episode == 0:
+            if video_path and episode == 0:
                 frames.append(env.render())
         returns.append(ep_return)
         costs.append(ep_cost)
@@ -376,9 +386,25 @@ def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu"
     if frames:
         import imageio
 
-        os.makedirs(video_dir, exist_ok=True)
-        imageio.mimsave(os.path.join(video_dir, "eval-episode-0.mp4"), frames, fps=env.metadata.get("render_fps", 30))
+        os.makedirs(os.path.dirname(video_path), exist_ok=True)
+        imageio.mimsave(video_path, frames, fps=env.metadata.get("render_fps", 30))
     return np.array(returns), np.array(costs)
+
+
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu",
+                     video_dir: Optional[str] = None) -> dict:
+    """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
+    one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
+    Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
+    summary = {}
+    for mode in ("stochastic", "deterministic"):
+        video_path = os.path.join(video_dir, f"eval-{mode}-episode-0.mp4") if video_dir else None
+        returns, costs = evaluate(actor, obs_rms, env_id, episodes, seed, device, video_path, mode == "stochastic")
+        summary.update({f"eval_{mode}_return": float(returns.mean()), f"eval_{mode}_return_std": float(returns.std()),
+                        f"eval_{mode}_cost": float(costs.mean()), f"eval_{mode}_cost_std": float(costs.std())})
+        print(f"eval ({mode}) over {episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+              f"cost {costs.mean():.2f} ± {costs.std():.2f}", flush=True)
+    return summary
 
 
 def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
@@ -400,6 +426,29 @@ def load_checkpoint(path: str):
 
 UPDATE_KEYS = ("q_r_loss", "q_c_loss", "q_r", "q_c", "policy_loss", "cvpo/eta", "cvpo/lambda", "cvpo/e_step_kl",
                "cvpo/kl_mean", "cvpo/kl_var", "cvpo/alpha_mean", "cvpo/alpha_var")
+
+
+def evaluate_checkpoint(args: Args) -> dict:
+    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes) on the env it
+    was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
+    if args.eval_episodes < 1:
+        raise SystemExit(f"error: --eval-checkpoint needs --eval-episodes >= 1, got {args.eval_episodes}")
+    try:
+        env_id = torch.load(args.eval_checkpoint, weights_only=False)["args"]["env_id"]
+        actor, obs_rms = load_checkpoint(args.eval_checkpoint)
+    except Exception as e:  # missing file, another script's checkpoint, not a checkpoint at all
+        raise SystemExit(f"error: --eval-checkpoint {args.eval_checkpoint} is not a checkpoint of this script "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    run_dir = os.path.join("runs", f"{env_id}__{args.exp_name}-eval__{args.seed}__{int(time.time())}")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(args), "env_id": env_id}, f, indent=2)
+    print(f"evaluating {args.eval_checkpoint} on {env_id}", flush=True)
+    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+    summary = final_evaluation(actor, obs_rms, env_id, args.eval_episodes, args.seed + 10_000, video_dir=video_dir)
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
 
 
 class RunLogger:
@@ -442,6 +491,8 @@ class RunLogger:
 
 def main(args: Args) -> dict:
     check_args(args)
+    if args.eval_checkpoint:
+        return evaluate_checkpoint(args)
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -573,12 +624,8 @@ def main(args: Args) -> dict:
         print(f"model saved to {path}")
     if args.eval_episodes > 0:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        returns, costs = evaluate(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
-                                  video_dir)
-        summary.update(eval_return=float(returns.mean()), eval_return_std=float(returns.std()),
-                       eval_cost=float(costs.mean()), eval_cost_std=float(costs.std()))
-        print(f"eval over {args.eval_episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
-              f"cost {costs.mean():.2f} ± {costs.std():.2f}")
+        summary.update(final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
+                                        video_dir))
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     logger.close(summary)

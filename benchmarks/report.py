@@ -51,10 +51,32 @@ def load_runs(out_dir: str) -> list:
     return runs
 
 
+EVAL_MODES = ("stochastic", "deterministic")
+
+
+def eval_numbers(summary: dict) -> dict:
+    """eval_{mode}_{return,cost} from summary.json; older runs evaluated the mean action only, as eval_{return,cost}."""
+    out = {}
+    for mode in EVAL_MODES:
+        for what in ("return", "cost"):
+            old_key = f"eval_{what}" if mode == "deterministic" else None
+            out[f"{mode}_{what}"] = summary.get(f"eval_{mode}_{what}", summary.get(old_key, np.nan))
+    return out
+
+
 def run_finals(run: dict) -> dict:
     rows = run["rows"]
     last = [r for r in rows[-FINAL_ROWS:] if np.isfinite(r["episodic_return"])]
+    # The last 10% of steps: the rows logged after 90% of the run's steps (several rollouts, so less noisy).
+    tail = [r for r in rows if r["global_step"] > 0.9 * rows[-1]["global_step"] and np.isfinite(r["episodic_return"])]
+    limit = run["config"].get("cost_limit", 25.0)
     return {
+        **eval_numbers(run["summary"]),
+        "return_10": np.mean([r["episodic_return"] for r in tail]) if tail else np.nan,
+        "cost_10": np.mean([r["episodic_cost"] for r in tail]) if tail else np.nan,
+        "cumulative_cost": rows[-1].get("cumulative_cost", np.nan),
+        "updates_above_limit": sum(r["episodic_cost"] > limit for r in rows if np.isfinite(r["episodic_cost"])),
+        "updates": len(rows),
         "steps": rows[-1]["global_step"],
         "return": np.mean([r["episodic_return"] for r in last]) if last else np.nan,
         "cost": np.mean([r["episodic_cost"] for r in last]) if last else np.nan,
@@ -84,6 +106,33 @@ def results_table(runs: list) -> list:
                  (("return", ".2f"), ("cost", ".2f"), ("cost_rate", ".4f"), ("sps", ".0f"), ("wall", ".0f"))]
         lines.append(f"| {algo} | {env} | {len(finals)} | {'/'.join(f'{s:,}' for s in steps)} | "
                      + " | ".join(cells) + f" | {REFERENCES.get((algo, env), '')} |")
+    return lines
+
+
+def evaluation_table(runs: list) -> list:
+    """The final evaluation of each (algo, env): stochastic (sampled actions, the policy that was trained and the
+    one the cost limit is for) and deterministic (mean action), mean ± std over seeds."""
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(run["algo"], run["env"])].append(run_finals(run))
+    lines = ["| algo | env | seeds | return (stochastic) | cost (stochastic) | return (deterministic) | "
+             "cost (deterministic) |", "|---|---|---|---|---|---|---|"]
+    for (algo, env), finals in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        cells = [mean_std([f[f"{mode}_{what}"] for f in finals], ".2f") for mode in EVAL_MODES
+                 for what in ("return", "cost")]
+        lines.append(f"| {algo} | {env} | {len(finals)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def per_run_table(runs: list) -> list:
+    """One row per run: the last 10% of steps, the cost paid during training, and how often the limit was broken."""
+    lines = ["| algo | env | seed | steps | return (last 10%) | cost (last 10%) | cumulative cost | "
+             "updates above limit |", "|---|---|---|---|---|---|---|---|"]
+    for run in sorted(runs, key=lambda r: (r["env"], r["algo"], r["seed"])):
+        f = run_finals(run)
+        lines.append(f"| {run['algo']} | {run['env']} | {run['seed']} | {int(f['steps']):,} | {f['return_10']:.2f} | "
+                     f"{f['cost_10']:.2f} | {f['cumulative_cost']:,.0f} | "
+                     f"{f['updates_above_limit']} / {f['updates']} |")
     return lines
 
 
@@ -163,6 +212,16 @@ def write_report(out_dir: str, failed: list = ()) -> str:
              "mean ± std over seeds. Cost rate: cumulative training cost / environment steps. "
              "Published numbers are quoted with their own (larger) budgets: compare with care.", ""]
     lines += results_table(runs) if runs else ["No finished runs found."]
+    if runs:
+        lines += ["", "## Final evaluation", "",
+                  f"Episodes after training (`--eval-episodes` per mode). Stochastic: actions sampled from the policy, "
+                  "as in training; this is the policy the cost limit constrains. Deterministic: the mean action.", ""]
+        lines += evaluation_table(runs)
+        lines += ["", "## Per run", "",
+                  "Last 10%: the mean over the progress rows of the last 10% of steps. Cumulative cost: all cost paid "
+                  "during training. Updates above limit: progress rows whose episodic cost exceeds the run's "
+                  "`cost_limit`.", ""]
+        lines += per_run_table(runs)
     throughput = throughput_table(runs, out_dir)
     if throughput:
         lines += ["", "## Throughput", "",

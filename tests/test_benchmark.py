@@ -11,12 +11,12 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import report  # noqa: E402
 
 
-def make_run(out, algo, env, seed, returns, costs, sps, cumulative_cost, train_seconds, num_envs=8):
+def make_run(out, algo, env, seed, returns, costs, sps, cumulative_cost, train_seconds, num_envs=8, evals=None):
     run_dir = os.path.join(out, "runs", f"{env}__{algo}__{seed}__1700000000")
     os.makedirs(run_dir)
     json.dump({"exp_name": algo, "env_id": env, "seed": seed, "cost_limit": 25.0, "num_envs": num_envs},
               open(os.path.join(run_dir, "config.json"), "w"))
-    json.dump({"train_seconds": train_seconds}, open(os.path.join(run_dir, "summary.json"), "w"))
+    json.dump({"train_seconds": train_seconds, **(evals or {})}, open(os.path.join(run_dir, "summary.json"), "w"))
     with open(os.path.join(run_dir, "progress.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cumulative_cost"])
@@ -25,9 +25,16 @@ def make_run(out, algo, env, seed, returns, costs, sps, cumulative_cost, train_s
             writer.writerow([step, r, c, 1000, sps, cumulative_cost * step / (1000 * len(returns))])
 
 
-def table_row(text, algo, env):
-    """The cells of the results table's row of (algo, env)."""
-    rows = [line for line in text.split("## Throughput")[0].splitlines() if line.startswith(f"| {algo} | {env} |")]
+def section(text, title):
+    """The text under `## title` (the results table: title None), up to the next section."""
+    if title is None:
+        return text.split("\n## ")[0]
+    return text.split(f"\n## {title}\n")[1].split("\n## ")[0]
+
+
+def table_row(text, algo, env, title=None):
+    """The cells of the row of (algo, env) in the table under `## title` (None: the results table)."""
+    rows = [line for line in section(text, title).splitlines() if line.startswith(f"| {algo} | {env} |")]
     assert len(rows) == 1, text
     return [cell.strip() for cell in rows[0].strip("|").split("|")]
 
@@ -36,8 +43,12 @@ def test_report_on_hand_made_runs(tmp_path):
     out = str(tmp_path)
     env = "SafetyPointGoal1-v0"
     # Final = mean of the last 5 rows: seed 1 -> return 10, cost 20; seed 2 -> return 12, cost 30.
-    make_run(out, "ppo", env, 1, [0, 0, 10, 10, 10, 10, 10], [99, 99, 20, 20, 20, 20, 20], 500, 700.0, 100.0)
-    make_run(out, "ppo", env, 2, [5, 12, 12, 12, 12, 12], [0, 30, 30, 30, 30, 30], 700, 1200.0, 140.0)
+    evals = lambda r, c: {"eval_stochastic_return": r, "eval_stochastic_cost": c,
+                          "eval_deterministic_return": 2 * r, "eval_deterministic_cost": 3 * c}
+    make_run(out, "ppo", env, 1, [0, 0, 10, 10, 10, 10, 10], [99, 99, 20, 20, 20, 20, 20], 500, 700.0, 100.0,
+             evals=evals(4.0, 10.0))
+    make_run(out, "ppo", env, 2, [5, 12, 12, 12, 12, 12], [0, 30, 30, 30, 30, 30], 700, 1200.0, 140.0,
+             evals=evals(6.0, 20.0))
     make_run(out, "cvpo", env, 1, [float("nan"), 1, 2, 3], [float("nan"), 4, 5, 6], 100, 40.0, 50.0, num_envs=4)
     os.makedirs(os.path.join(out, "throughput"))
     with open(os.path.join(out, "throughput", f"{env}__8.json"), "w") as f:
@@ -51,6 +62,14 @@ def test_report_on_hand_made_runs(tmp_path):
     assert rate == "0.1500 ± 0.0500"  # 700 / 7000 and 1200 / 6000
     assert sps == "600 ± 100" and wall == "120 ± 20"
     assert published == "25.44 / 55.72 (OmniSafe, 1e7 steps)"
+    # Both evaluations, mean ± std over seeds; a run without them (cvpo here) shows n/a.
+    assert table_row(text, "ppo", env, "Final evaluation")[3:] == ["5.00 ± 1.00", "15.00 ± 5.00", "10.00 ± 2.00",
+                                                                   "45.00 ± 15.00"]
+    assert table_row(text, "cvpo", env, "Final evaluation")[3:] == ["n/a"] * 4
+    # Per run: the last 10% of steps (seed 1: the row at 7000 > 6300 only), cumulative cost, rows above d = 25.
+    per_run = [line for line in section(text, "Per run").splitlines() if line.startswith("| ppo |")]
+    assert per_run == [f"| ppo | {env} | 1 | 7,000 | 10.00 | 20.00 | 700 | 2 / 7 |",
+                       f"| ppo | {env} | 2 | 6,000 | 12.00 | 30.00 | 1,200 | 5 / 6 |"]
     # NaN rows (before the first episode ends) are skipped: final over the finite ones among the last 5.
     cvpo_row = table_row(text, "cvpo", env)
     assert cvpo_row[4] == "2.00 ± 0.00" and cvpo_row[5] == "5.00 ± 0.00" and cvpo_row[9] == ""

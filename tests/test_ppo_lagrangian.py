@@ -1,4 +1,7 @@
-"""ppo_lagrangian.py kernels: the multiplier update on numbers with a known direction."""
+"""ppo_lagrangian.py kernels: the cost window and the multiplier updates on numbers with a known direction."""
+import math
+
+import numpy as np
 import pytest
 
 from helpers import load_script
@@ -37,3 +40,36 @@ def test_pid_multiplier_known_numbers():
     assert pid.update(30.0) == pytest.approx(0.3 + 2.0 + 5.0)
     # error 0: I stays 0.3, P = 0, cost fell so D = 0
     assert pid.update(10.0) == pytest.approx(0.3)
+
+
+def test_cost_window_is_the_mean_of_the_last_episodes():
+    window = lag.CostWindow(4)
+    assert math.isnan(window.mean)  # no episode has finished yet
+    assert window.add([10.0, 20.0]) == pytest.approx(15.0)
+    assert window.add([30.0, 40.0, 50.0]) == pytest.approx(35.0)  # 10 has left the window: (20 + 30 + 40 + 50) / 4
+    assert window.add([]) == pytest.approx(35.0)  # a rollout where no episode ended keeps the estimate
+
+
+RULES = {
+    "adam": lambda: lag.LagrangeMultiplier(cost_limit=25.0, init=0.001, lr=0.035),
+    "adam, fast": lambda: lag.LagrangeMultiplier(cost_limit=25.0, init=0.001, lr=0.2),
+    "pid": lambda: lag.PIDLagrangeMultiplier(cost_limit=25.0, init=0.001, kp=0.1, ki=0.01, kd=0.01),
+}
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_multiplier_follows_the_windowed_cost(rule):
+    """Rollouts of 8 episodes into a 32-episode window, as in main(): lambda rises while the window's cost is above
+    the limit and, once the window holds only episodes under it, falls to 0 and stays there (never below).
+    Adam's momentum (beta1 = 0.9) carries lambda up for a few more updates first: the overshoot of the textbook rule."""
+    multiplier, window = RULES[rule](), lag.CostWindow(32)
+    above = [multiplier.update(window.add([40.0, 80.0] * 4)) for _ in range(20)]  # 60 per episode, d = 25
+    assert all(b > a for a, b in zip(above, above[1:])), above
+    assert above[-1] > 0.5
+    below = [multiplier.update(window.add([0.0, 10.0] * 4)) for _ in range(200)]  # 5 per episode
+    assert window.mean == pytest.approx(5.0)
+    peak = int(np.argmax(below))
+    assert peak <= (0 if rule == "pid" else 25), below[:30]
+    settled = below[max(peak, 4):]  # from the 4th rollout on, the window holds only the new episodes
+    assert all(b <= a for a, b in zip(settled, settled[1:])), settled
+    assert min(below) >= 0.0 and below[-1] == 0.0

@@ -11,7 +11,8 @@ from helpers import assert_clean_error, assert_finite_rows, load_script, only_ru
 COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cost_rate"]
 SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "ppo": (["approx_kl", "clipfrac"], ["SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"]),
-    "ppo_lagrangian": (["lagrange_multiplier", "cost_value_loss", "approx_kl"], ["SafetyPointGoal1-v0"]),
+    "ppo_lagrangian": (["lagrange_multiplier", "cost_estimate", "cost_estimate_episodes", "cost_value_loss",
+                        "approx_kl"], ["SafetyPointGoal1-v0"]),
     "trpo": (["approx_kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
     "cppo": (["cppo/theta", "cppo/kappa", "cppo/recovery", "cppo/clipped_fraction", "cppo/m_step_epochs",
               "approx_kl", "cost_margin"], ["SafetyPointGoal1-v0"]),
@@ -41,10 +42,28 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert config["env_id"] == env_id and config["total_timesteps"] == 2000
     rows = read_progress(run_dir)
     assert [int(r["global_step"]) for r in rows] == [1000, 2000]
-    first_rows_nan = ("episodic_return", "episodic_cost", "episodic_length", "model/one_step_error",
-                      "model/k_step_error")  # no episode has ended yet / no model yet to hold data out for
+    # NaN in the first rows: no episode has ended yet (episodic keys, the cost window), no model yet to hold data out
+    first_rows_nan = ("episodic_return", "episodic_cost", "episodic_length", "cost_estimate", "model/one_step_error",
+                      "model/k_step_error")
     assert_finite_rows(rows, COMMON_COLUMNS + SCRIPTS[script][0], skip=first_rows_nan)
-    assert "step      2000" in result.stdout and "eval over 1 episodes" in result.stdout
+    assert "step      2000" in result.stdout
+    # Both evaluations, on stdout and in summary.json, with the same keys in every script.
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    for mode in ("stochastic", "deterministic"):
+        assert f"eval ({mode}) over 1 episodes" in result.stdout
+        for key in (f"eval_{mode}_return", f"eval_{mode}_return_std", f"eval_{mode}_cost", f"eval_{mode}_cost_std"):
+            assert np.isfinite(summary[key]), key
+    assert summary["eval_stochastic_return"] != summary["eval_deterministic_return"]  # sampled actions differ
+    # The checkpoint evaluates from the command line, nothing trained, to the numbers of the end of training.
+    checkpoint = os.path.join(run_dir, f"{script}.pt")
+    again = run_script(script, tmp_path / "eval", "--eval-checkpoint", checkpoint, "--eval-episodes", "1",
+                       "--seed", "3")
+    assert again.returncode == 0, again.stderr
+    eval_dir = only_run_dir(tmp_path / "eval")
+    assert os.path.basename(eval_dir).startswith(f"{env_id}__{script}-eval__3__")
+    assert not os.path.exists(os.path.join(eval_dir, "progress.csv"))
+    assert json.load(open(os.path.join(eval_dir, "summary.json"))) == {
+        k: v for k, v in summary.items() if k.startswith("eval_")}
     # The checkpoint holds the policy and the normalisation statistics of the run, and evaluates.
     module = load_script(script)
     actor, rms = module.load_checkpoint(os.path.join(run_dir, f"{script}.pt"))
@@ -104,6 +123,8 @@ BAD_INPUT = [  # Args fields, words the error line must contain
     ({"num_envs": 0}, ["--num-envs", "positive"]),
     ({"total_timesteps": 0}, ["--total-timesteps", "positive"]),
     ({"eval_episodes": -1}, ["--eval-episodes"]),
+    ({"eval_checkpoint": "no/such/checkpoint.pt"}, ["--eval-checkpoint", "no/such/checkpoint.pt"]),
+    ({"eval_checkpoint": "x.pt", "eval_episodes": 0}, ["--eval-checkpoint", "--eval-episodes"]),
 ]
 ON_POLICY_BAD_INPUT = [
     ({"num_steps": -5}, ["--num-steps", "positive"]),
