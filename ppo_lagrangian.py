@@ -103,7 +103,8 @@ class Args:
     """how lambda follows the cost: `pid` (PID-Lagrangian, Stooke et al. 2020) or `adam` (the textbook gradient
     ascent, one Adam step of --lambda-lr per update)"""
     cost_window: int = 32
-    """the multiplier sees the mean episodic cost of the last this many finished episodes (8 = the latest rollout)"""
+    """the multiplier sees the mean episodic cost of the last this many finished episodes (with 8 envs and
+    1000-step episodes, 8 = the latest rollout's episodes, the textbook estimate)"""
     pid_kp: float = 0.1
     """PID-Lagrangian proportional gain"""
     pid_ki: float = 0.01
@@ -137,6 +138,8 @@ def check_args(args: Args) -> None:
     for name in ("learning_rate", "lambda_lr"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if args.multiplier not in ("pid", "adam"):
+        raise SystemExit(f"error: --multiplier must be pid or adam, got {args.multiplier!r}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
     if not args.lagrangian_multiplier_init >= 0:
@@ -378,7 +381,7 @@ def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args
 
 def load_checkpoint(path: str):
     """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
     actor.load_state_dict(ckpt["actor"])
     obs_rms = RunningMeanStd(ckpt["obs_dim"])
@@ -387,12 +390,12 @@ def load_checkpoint(path: str):
 
 
 def evaluate_checkpoint(args: Args) -> dict:
-    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes) on the env it
-    was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
+    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes, on the CPU) on
+    the env it was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
     if args.eval_episodes < 1:
         raise SystemExit(f"error: --eval-checkpoint needs --eval-episodes >= 1, got {args.eval_episodes}")
     try:
-        env_id = torch.load(args.eval_checkpoint, weights_only=False)["args"]["env_id"]
+        env_id = torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)["args"]["env_id"]
         actor, obs_rms = load_checkpoint(args.eval_checkpoint)
     except Exception as e:  # missing file, another script's checkpoint, not a checkpoint at all
         raise SystemExit(f"error: --eval-checkpoint {args.eval_checkpoint} is not a checkpoint of this script "
@@ -401,7 +404,9 @@ def evaluate_checkpoint(args: Args) -> dict:
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(args), "env_id": env_id}, f, indent=2)
-    print(f"evaluating {args.eval_checkpoint} on {env_id}", flush=True)
+    torch.set_num_threads(1)  # as in training
+    print(f"evaluating {args.eval_checkpoint} on {env_id}, episodes seeded from --seed {args.seed} + 10000",
+          flush=True)
     video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
     summary = final_evaluation(actor, obs_rms, env_id, args.eval_episodes, args.seed + 10_000, video_dir=video_dir)
     with open(os.path.join(run_dir, "summary.json"), "w") as f:

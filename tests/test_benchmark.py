@@ -49,6 +49,7 @@ def test_report_on_hand_made_runs(tmp_path):
              evals=evals(4.0, 10.0))
     make_run(out, "ppo", env, 2, [5, 12, 12, 12, 12, 12], [0, 30, 30, 30, 30, 30], 700, 1200.0, 140.0,
              evals=evals(6.0, 20.0))
+    make_run(out, "trpo", env, 1, [1, 2], [3, 4], 100, 7.0, 10.0, evals={"eval_return": 7.0, "eval_cost": 8.0})
     make_run(out, "cvpo", env, 1, [float("nan"), 1, 2, 3], [float("nan"), 4, 5, 6], 100, 40.0, 50.0, num_envs=4)
     os.makedirs(os.path.join(out, "throughput"))
     with open(os.path.join(out, "throughput", f"{env}__8.json"), "w") as f:
@@ -66,6 +67,8 @@ def test_report_on_hand_made_runs(tmp_path):
     assert table_row(text, "ppo", env, "Final evaluation")[3:] == ["5.00 ± 1.00", "15.00 ± 5.00", "10.00 ± 2.00",
                                                                    "45.00 ± 15.00"]
     assert table_row(text, "cvpo", env, "Final evaluation")[3:] == ["n/a"] * 4
+    # Older runs evaluated the mean action only, under eval_return / eval_cost: they fill the deterministic columns.
+    assert table_row(text, "trpo", env, "Final evaluation")[3:] == ["n/a", "n/a", "7.00 ± 0.00", "8.00 ± 0.00"]
     # Per run: the last 10% of steps (seed 1: the row at 7000 > 6300 only), cumulative cost, rows above d = 25.
     per_run = [line for line in section(text, "Per run").splitlines() if line.startswith("| ppo |")]
     assert per_run == [f"| ppo | {env} | 1 | 7,000 | 10.00 | 20.00 | 700 | 2 / 7 |",

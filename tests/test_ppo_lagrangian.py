@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers import load_script
+from helpers import load_script, only_run_dir, read_progress
 
 lag = load_script("ppo_lagrangian")
 
@@ -73,3 +73,15 @@ def test_multiplier_follows_the_windowed_cost(rule):
     settled = below[max(peak, 4):]  # from the 4th rollout on, the window holds only the new episodes
     assert all(b <= a for a, b in zip(settled, settled[1:])), settled
     assert min(below) >= 0.0 and below[-1] == 0.0
+
+
+def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
+    """--multiplier adam through main(): rollouts of 2 envs x 500 steps; HalfCheetahVelocity episodes last 1000 steps,
+    so the first 2 end in the second rollout. lambda waits (0.001) until then; their cost is below d, so Adam's first
+    step (size lr = 0.035) takes lambda to the clamp at 0, and no new episode leaves it there."""
+    monkeypatch.chdir(tmp_path)
+    lag.main(lag.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=500, total_timesteps=3000,
+                      eval_episodes=0, multiplier="adam", cost_limit=1e6))
+    rows = read_progress(only_run_dir(tmp_path))
+    assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
+    assert [float(r["lagrange_multiplier"]) for r in rows] == pytest.approx([0.001, 0.0, 0.0])

@@ -27,14 +27,15 @@ EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64
 OFF_POLICY = {"learning_starts": 500, "batch_size": 32, "num_sampled_actions": 4, "hidden": 32, "update_every": 8}
 SMOKE_SIZES = {"cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY}}
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
-SMOKE = ["--eval-episodes", "1", "--save-model"]
+SMOKE = ["--save-model"]
 smoke_sizes = lambda script: SMOKE_SIZES.get(script, {"num_envs": 2, "num_steps": 500, "total_timesteps": 2000})
 
 
 @pytest.mark.parametrize("script, env_id", [(s, e) for s, (_, envs) in SCRIPTS.items() for e in envs])
 def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
-    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE, *as_cli(smoke_sizes(script)),
-                        *as_cli(EXTRA.get(script, {})))
+    eval_episodes = "2" if "Velocity" in env_id else "1"  # velocity episodes are fast: two test the per-episode seeds
+    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE, "--eval-episodes", eval_episodes,
+                        *as_cli(smoke_sizes(script)), *as_cli(EXTRA.get(script, {})))
     assert result.returncode == 0, result.stderr
     run_dir = only_run_dir(tmp_path)
     assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
@@ -50,13 +51,13 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     # Both evaluations, on stdout and in summary.json, with the same keys in every script.
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     for mode in ("stochastic", "deterministic"):
-        assert f"eval ({mode}) over 1 episodes" in result.stdout
+        assert f"eval ({mode}) over {eval_episodes} episodes" in result.stdout
         for key in (f"eval_{mode}_return", f"eval_{mode}_return_std", f"eval_{mode}_cost", f"eval_{mode}_cost_std"):
             assert np.isfinite(summary[key]), key
     assert summary["eval_stochastic_return"] != summary["eval_deterministic_return"]  # sampled actions differ
     # The checkpoint evaluates from the command line, nothing trained, to the numbers of the end of training.
     checkpoint = os.path.join(run_dir, f"{script}.pt")
-    again = run_script(script, tmp_path / "eval", "--eval-checkpoint", checkpoint, "--eval-episodes", "1",
+    again = run_script(script, tmp_path / "eval", "--eval-checkpoint", checkpoint, "--eval-episodes", eval_episodes,
                        "--seed", "3")
     assert again.returncode == 0, again.stderr
     eval_dir = only_run_dir(tmp_path / "eval")
@@ -133,7 +134,9 @@ ON_POLICY_BAD_INPUT = [
     ({"learning_rate": float("nan")}, ["--learning-rate"]),
 ]
 SCRIPT_BAD_INPUT = {
-    "ppo_lagrangian": [({"cost_limit": -1.0}, ["--cost-limit"]), ({"lambda_lr": 0.0}, ["--lambda-lr"])],
+    "ppo_lagrangian": [({"cost_limit": -1.0}, ["--cost-limit"]), ({"lambda_lr": 0.0}, ["--lambda-lr"]),
+                       ({"multiplier": "PID"}, ["--multiplier", "pid or adam"]),
+                       ({"cost_window": 0}, ["--cost-window"])],
     "trpo": [({"target_kl": 0.0}, ["--target-kl"]), ({"cg_iters": 0}, ["--cg-iters"]),
              ({"line_search_decay": 1.0}, ["--line-search-decay"])],
     "cppo": [({"kl_budget": -0.1}, ["--kl-budget"]), ({"ratio_floor": 1.5}, ["--ratio-floor"]),
