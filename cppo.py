@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -67,6 +68,11 @@ class Args:
     """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
     cost_limit: float = 25.0
     """the episodic cost limit d: the constraint is mean episodic cost <= d"""
+    cost_limit_start: Optional[float] = None
+    """if set, a curriculum: the limit the updates aim for starts here and falls linearly to --cost-limit over
+    the first --cost-limit-anneal of the steps; unset, --cost-limit throughout"""
+    cost_limit_anneal: float = 0.3
+    """the share of --total-timesteps over which the curriculum's limit reaches --cost-limit"""
     save_model: bool = False
     """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
     eval_episodes: int = 10
@@ -95,12 +101,24 @@ class Args:
     """delta: the E-step's KL budget (sets the radius R) and the M-step's early-stop threshold on mean KL"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
-    recovery_angle: float = 0.75 * math.pi
-    """theta_f: in recovery the update direction is at least this angle (radians) from A_c"""
+    max_step_scale: float = 10.0
+    """the M-step's KL constraint made active: the fitted parameter step is scaled (by bisection, up to this
+    factor) until the mean KL reaches delta; 0 keeps the plain regression step"""
+    cost_window: int = 32
+    """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
+    cost_calibration: bool = True
+    """if toggled, plan the E-step's cost constraint with the measured share c of planned cost changes that
+    updates realise (kappa / c); off, the paper's linear model (c = 1)"""
+    cost_share_floor: float = 0.02
+    """the smallest share c the calibration assumes: it caps the gain 1 / c of the cost lever"""
+    recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
+    """what starts recovery: `infeasible` once the (calibrated) E-step finds no feasible point within the trust
+    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch). Either way it lasts until J_c is
+    below the lower switch cost"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
-    """hysteresis: recovery starts when J_c > d and ends once J_c < recovery_exit_frac * d"""
+    """the lower switch cost, as a fraction of d: recovery lasts until J_c < recovery_exit_frac * d"""
     num_minibatches: int = 32
     """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
     update_epochs: int = 10
@@ -113,7 +131,7 @@ def check_args(args: Args) -> None:
     if args.env_id not in safe_registry:
         raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
                          "e.g. SafetyPointGoal1-v0)")
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     for name in ("learning_rate", "critic_learning_rate", "kl_budget"):
@@ -121,11 +139,19 @@ def check_args(args: Args) -> None:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    if args.cost_limit_start is not None and not args.cost_limit <= args.cost_limit_start < math.inf:
+        raise SystemExit(f"error: --cost-limit-start must be >= --cost-limit, got {args.cost_limit_start}")
+    if not 0 < args.cost_limit_anneal <= 1:
+        raise SystemExit(f"error: --cost-limit-anneal must be in (0, 1], got {args.cost_limit_anneal}")
     for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
         if not 0 <= getattr(args, name) <= 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not math.pi / 2 <= args.recovery_angle <= math.pi:
-        raise SystemExit(f"error: --recovery-angle must be in [pi/2, pi], got {args.recovery_angle}")
+    if not 0 < args.cost_share_floor <= 1:
+        raise SystemExit(f"error: --cost-share-floor must be in (0, 1], got {args.cost_share_floor}")
+    if not 0 <= args.max_step_scale < math.inf:
+        raise SystemExit(f"error: --max-step-scale must be >= 0 (0: no scaling), got {args.max_step_scale}")
+    if args.recovery_trigger not in ("infeasible", "cost"):
+        raise SystemExit(f"error: --recovery-trigger must be infeasible or cost, got {args.recovery_trigger!r}")
     if args.eval_episodes < 0:
         raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
     if args.total_timesteps < args.num_envs * args.num_steps:
@@ -236,7 +262,14 @@ def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
 MIN_TARGET_RATIO = 0.01  # the E-step keeps v >= this: the paper's v_bar > -1, held a little inside
 
 
-def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, recovery_angle: float):
+def feasible_angle(kappa: float) -> float:
+    """theta_f: the smallest angle from u_c whose point on the sphere satisfies x . u_c <= kappa R, i.e. the
+    smallest update direction that still reaches the feasible region: arccos(kappa) clipped to [0, pi]
+    (pi when no point of the sphere is feasible, kappa < -1; 0 when every point is, kappa > 1)."""
+    return math.acos(min(1.0, max(-1.0, kappa)))
+
+
+def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, min_angle: float = 0.0):
     """max x . adv  s.t.  x . cost_adv <= budget,  ||x|| <= radius, for centred adv and cost_adv.
 
     The optimum lies in the plane of u_c = cost_adv / ||cost_adv|| and u = the part of adv orthogonal to u_c,
@@ -244,8 +277,9 @@ def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, 
     kappa = budget / (radius ||cost_adv||) the cosine of the constraint boundary:
     - cos(theta_A) <= kappa: the unconstrained optimum adv / ||adv|| is feasible, theta = theta_A;
     - -1 <= kappa < cos(theta_A): the feasible boundary point nearest theta_A, theta = arccos(kappa);
-    - kappa < -1 (nothing on the sphere is feasible) or `recovery`: theta = min(pi, max(theta_f, theta_A + pi/2)),
-      which lowers cost first and keeps reward where it can.
+    - kappa < -1 (nothing on the sphere is feasible) or `recovery`: the paper's recovery direction
+      theta = clip(theta, max(theta_f, theta_A + pi/2), pi) with theta_f = feasible_angle(kappa): it lowers
+      cost while keeping reward where the feasible region allows (and at least `min_angle`).
     Returns (x, theta, kappa, recovered)."""
     tiny = 1e-12
     cost_norm, adv_norm = cost_adv.norm().item(), adv.norm().item()
@@ -261,7 +295,7 @@ def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, 
     kappa = budget / (radius * cost_norm) if radius > 0 else (math.inf if budget >= 0 else -math.inf)
     recovered = recovery or kappa < -1
     if recovered:
-        theta = min(math.pi, max(recovery_angle, theta_a + math.pi / 2))
+        theta = min(math.pi, max(min_angle, feasible_angle(kappa), theta_a + math.pi / 2))
     elif math.cos(theta_a) <= kappa:
         theta = theta_a
     else:
@@ -271,12 +305,12 @@ def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, 
     return radius * (math.cos(theta) * u_c + math.sin(theta) * u), theta, kappa, recovered
 
 
-def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool, recovery_angle: float):
+def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool, min_angle: float = 0.0):
     """plane_solution, then the paper's element-wise repair of v_bar > -1: clip the entries below the floor
     and re-solve the free entries as mu + x, where mu keeps sum(v_bar) = 0 and the radius and cost budget left
     for x are what the clipped entries and mu have not used. Repeats until nothing new is clipped."""
     n = adv.shape[0]
-    v_bar, theta, kappa, recovered = plane_solution(adv, cost_adv, radius, budget, recovery, recovery_angle)
+    v_bar, theta, kappa, recovered = plane_solution(adv, cost_adv, radius, budget, recovery, min_angle)
     low = MIN_TARGET_RATIO - 1.0
     clipped = torch.zeros(n, dtype=torch.bool)
     while True:
@@ -292,21 +326,23 @@ def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool
         a_free, c_free = adv[free] - adv[free].mean(), cost_adv[free] - cost_adv[free].mean()
         x = torch.zeros(n_free, dtype=adv.dtype)
         if radius_free_sq > 0:  # (if the free entries alone cannot meet the budget: the most cost-lowering x)
-            angle = recovery_angle if recovered else math.pi
+            angle = min_angle if recovered else math.pi
             x, *_ = plane_solution(a_free, c_free, math.sqrt(radius_free_sq), budget_free, recovered, angle)
         v_bar = torch.full_like(adv, low)
         v_bar[free] = mu + x
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
-           recovery_angle: float = 0.75 * math.pi):
-    """The E-step of CPPO: the target ratio v (see solve_target_ratio) and what the solver did, as a dict."""
+def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0):
+    """The E-step of CPPO: the target ratio v (see solve_target_ratio) and what the solver did, as a dict.
+
+    cost_share c in (0, 1] calibrates the linear cost model: the plan v_bar . A_c is realised only in the share c
+    (CostCalibration measures it), so the cost room N d' is planned as N d' / c, i.e. kappa / c."""
     n = adv.shape[0]
     adv, cost_adv = adv.double() - adv.double().mean(), cost_adv.double() - cost_adv.double().mean()
     radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
-    budget = n * cost_margin
-    v_bar, theta, kappa, recovered, clipped = solve_with_floor(adv, cost_adv, radius, budget, recovery, recovery_angle)
+    budget = n * cost_margin / cost_share
+    v_bar, theta, kappa, recovered, clipped = solve_with_floor(adv, cost_adv, radius, budget, recovery)
     cost = (v_bar @ cost_adv).item()
     if not recovered and cost > budget:
         # The floor used up the cost room. Blend toward the most cost-lowering point that respects the floor;
@@ -320,13 +356,14 @@ def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = Fal
 
 
 def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
-                       recovery_angle: float = 0.75 * math.pi) -> torch.Tensor:
+                       cost_share: float = 1.0) -> torch.Tensor:
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N).
 
     v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
-    v_bar . A_c <= N cost_margin (when feasible within the radius), and v > 0 element-wise. cost_margin is
-    d' = (d - J_c) / T, the per-step cost room. With recovery=True the direction turns toward -A_c instead."""
-    return e_step(adv, cost_adv, cost_margin, delta, recovery, recovery_angle)[0]
+    v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
+    cost_margin is d' = (d - J_c) / T, the per-step cost room. With recovery=True (or when nothing within the
+    radius is feasible) the direction turns toward -A_c instead."""
+    return e_step(adv, cost_adv, cost_margin, delta, recovery, cost_share)[0]
 
 
 def m_step_loss(ratio, target, ratio_floor: float, weight=None):
@@ -342,6 +379,153 @@ def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
     """KL(p || q) between diagonal Gaussians, summed over action dimensions (one value per state)."""
     var_p, var_q = (2 * log_std_p).exp(), (2 * log_std_q).exp()
     return (log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5).sum(-1)
+
+
+def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float, max_scale: float,
+                     iters: int = 12):
+    """Make the M-step's KL constraint active (the paper's Eq. 9): keep the direction the regression moved the
+    parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
+    [0, max_scale] whose exact mean KL(pi_old || pi_theta) on the batch is <= delta. The regression alone stops
+    at a fixed point far inside the trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at
+    the best feasible scale found and returns (s, its KL)."""
+    params = list(actor.parameters())
+    steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
+
+    def kl_at(scale: float) -> float:
+        with torch.no_grad():
+            for p, p_old, step in zip(params, old_params, steps):
+                p.copy_(p_old + scale * step)
+            return gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
+
+    if kl_at(max_scale) <= delta:
+        return max_scale, kl_at(max_scale)
+    lo, hi, lo_kl = 0.0, max_scale, 0.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        kl = kl_at(mid)
+        if kl <= delta:
+            lo, lo_kl = mid, kl
+        else:
+            hi = mid
+    kl_at(lo)
+    return lo, lo_kl
+
+
+class CostWindow:
+    """The measured J_c: the mean episodic cost of the last `size` finished episodes (NaN before any)."""
+
+    def __init__(self, size: int):
+        self.costs = deque(maxlen=size)
+
+    def add(self, episode_costs) -> float:
+        self.costs.extend(float(c) for c in episode_costs)
+        return self.mean
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.costs)) if self.costs else float("nan")
+
+
+class CostCalibration:
+    """The share c of a planned cost change that an update realises: the E-step plans v_bar . A_c, the M-step
+    then moves the ratio to r and realises (r - 1) . A_c (first order, same batch). c is the running
+    least-squares slope of realised on planned (momentum m), clipped to [floor, 1]; 1 until measured, and
+    always 1 when disabled (the paper's uncalibrated model)."""
+
+    def __init__(self, enabled: bool, momentum: float = 0.9, floor: float = 0.02):
+        self.enabled, self.momentum, self.floor = enabled, momentum, floor
+        self.num, self.den = 0.0, 0.0
+
+    def update(self, planned: float, realised: float) -> None:
+        self.num = self.momentum * self.num + (1 - self.momentum) * planned * realised
+        self.den = self.momentum * self.den + (1 - self.momentum) * planned * planned
+
+    @property
+    def share(self) -> float:
+        if not self.enabled or self.den <= 0:
+            return 1.0
+        return min(1.0, max(self.floor, self.num / self.den))
+
+
+def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
+                in_recovery: bool, calibration: CostCalibration, args: "Args", calibrate: bool = True) -> dict:
+    """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
+    cost_adv, ret, cost_ret. The same rule serves real and imagined data; `calibrate` feeds the realised
+    cost change of this update to `calibration`."""
+    obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
+    cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
+    e_step_start = time.time()
+    cost_share = calibration.share
+    v, e_info = e_step(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, cost_share)
+    v = v.float().to(obs.device)
+    e_step_seconds = time.time() - e_step_start
+
+    # M-step: fit pi_theta / pi_old to v, stop the policy once mean KL > delta; the critics go on.
+    n = obs.shape[0]
+    old_log_std = actor.log_std.detach().clone()
+    old_params = [p.detach().clone() for p in actor.parameters()]
+    critic_params = list(critic.parameters()) + list(cost_critic.parameters())
+    held_out = batch.get("held_out") if calibrate else None  # samples the policy is not fitted on
+    policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
+    for epoch in range(args.update_epochs):
+        for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
+            fit = idx if held_out is None else idx[~held_out[idx]]
+            if fitting and len(fit) > 0:
+                ratio = (actor.log_prob(obs[fit], act[fit]) - logp[fit]).exp()
+                weight = v[fit] - ratio
+                if e_info["recovery"]:  # beta-mix with the projection of (v - r) on A_c
+                    u_c = cost_adv[fit] / (cost_adv[fit].norm() + 1e-12)
+                    weight = args.recovery_beta * weight + (1 - args.recovery_beta) * (weight @ u_c) * u_c
+                policy_loss = m_step_loss(ratio, v[fit], args.ratio_floor, weight)
+                optimizer.zero_grad()
+                policy_loss.backward()
+                nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+                optimizer.step()
+                policy_losses.append(policy_loss.detach())
+            value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
+            cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
+            critic_optimizer.zero_grad()
+            (value_loss + cost_value_loss).backward()
+            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+            critic_optimizer.step()
+            critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
+        if fitting:
+            policy_epochs += 1
+            with torch.no_grad():
+                kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
+            fitting = kl <= args.kl_budget
+    fit_kl, scale = kl, 1.0
+    if args.max_step_scale > 0:  # the KL constraint made active: scale the fitted step until KL reaches delta
+        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget,
+                                     args.max_step_scale)
+    with torch.no_grad():
+        ratio = (actor.log_prob(obs, act) - logp).exp()
+        fit_error = (ratio - v).abs().mean().item()
+        # Planned and realised cost change, on the held-out samples when there are some: on the samples it was
+        # fitted to, the policy also fits A_c's per-sample noise and seems to realise the whole plan.
+        check = held_out if held_out is not None and held_out.any() else torch.ones_like(v, dtype=torch.bool)
+        planned = ((v[check] - 1) @ cost_adv[check]).item() * n / int(check.sum())
+        realised = ((ratio[check] - 1) @ cost_adv[check]).item() * n / int(check.sum())
+    if calibrate:
+        calibration.update(planned, realised)
+    value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist()
+    return {"cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"], "cppo/recovery": e_info["recovery"],
+            "cppo/clipped_fraction": e_info["clipped_fraction"], "cppo/m_step_epochs": policy_epochs,
+            "cppo/fit_error": fit_error, "cppo/fit_kl": fit_kl, "cppo/step_scale": scale,
+            "cppo/cost_share": cost_share, "cppo/planned_cost_change": planned / n,
+            "cppo/realised_cost_change": realised / n, "approx_kl": kl,
+            "entropy": (0.5 + 0.5 * math.log(2 * math.pi) + actor.log_std.detach()).sum().item(),
+            "policy_loss": torch.stack(policy_losses).mean().item(), "value_loss": value_loss,
+            "cost_value_loss": cost_value_loss, "time_e_step": e_step_seconds}
+
+
+def scheduled_cost_limit(args: Args, step: int) -> float:
+    """The limit the update aims for at `step`: --cost-limit, or with --cost-limit-start a linear fall from it
+    to --cost-limit over the first --cost-limit-anneal of the steps."""
+    if args.cost_limit_start is None:
+        return args.cost_limit
+    frac = min(1.0, step / (args.cost_limit_anneal * args.total_timesteps))
+    return args.cost_limit_start + frac * (args.cost_limit - args.cost_limit_start)
 
 
 def make_envs(args: Args):
@@ -517,10 +701,11 @@ def main(args: Args) -> dict:
     obs_rms = RunningMeanStd(obs_dim)
     episode_len = gymnasium.spec(args.env_id).max_episode_steps  # T in the per-step margin d' = (d - J_c) / T
     measured_cost, in_recovery = 0.0, False
+    cost_window = CostWindow(args.cost_window)
+    calibration = CostCalibration(args.cost_calibration, floor=args.cost_share_floor)
 
     T, N = args.num_steps, args.num_envs
     batch_size = T * N
-    minibatch_size = batch_size // args.num_minibatches
     num_updates = args.total_timesteps // batch_size
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
@@ -586,73 +771,38 @@ def main(args: Args) -> dict:
 
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
-        # Measured cost (real episodes of this rollout; kept if none ended), recovery with hysteresis, margin d'.
+        # Measured cost J_c: the window of recent real episodes (0 until one ends). Recovery, once started, lasts
+        # until J_c is below the lower switch cost (the paper's bang-bang switch). The per-step margin d'.
         if finished:
             last_episodes = tuple(np.mean(finished, axis=0))
-            measured_cost = last_episodes[1]
-        if measured_cost > args.cost_limit:
-            in_recovery = True
-        elif measured_cost < args.recovery_exit_frac * args.cost_limit:
+            measured_cost = cost_window.add(cost for _, cost, _ in finished)
+        cost_limit = scheduled_cost_limit(args, global_step)
+        if measured_cost < args.recovery_exit_frac * cost_limit:
             in_recovery = False
-        cost_margin = (args.cost_limit - measured_cost) / episode_len
+        elif args.recovery_trigger == "cost" and measured_cost > cost_limit:
+            in_recovery = True
+        cost_margin = (cost_limit - measured_cost) / episode_len
 
-        # E-step: the target ratio v of every sample.
-        e_step_start = time.time()
-        b_obs, b_act, b_logp = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim), logp_t.reshape(-1)
-        b_old_mean, b_ret, b_cret = old_mean.reshape(-1, act_dim), returns.reshape(-1), cost_returns.reshape(-1)
-        b_cadv = cost_advantages.reshape(-1) - cost_advantages.mean()
-        v, e_info = e_step(advantages.reshape(-1), b_cadv, cost_margin, args.kl_budget, in_recovery,
-                           args.recovery_angle)
-        v = v.float().to(device)
-        e_step_seconds = time.time() - e_step_start
-
-        # M-step: fit pi_theta / pi_old to v, stop the policy once mean KL > delta; the critics go on.
-        old_log_std = actor.log_std.detach().clone()
-        policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
-        for epoch in range(args.update_epochs):
-            for idx in torch.randperm(batch_size, device=device).split(minibatch_size):
-                if fitting:
-                    ratio = (actor.log_prob(b_obs[idx], b_act[idx]) - b_logp[idx]).exp()
-                    weight = v[idx] - ratio
-                    if e_info["recovery"]:  # beta-mix with the projection of (v - r) on A_c
-                        u_c = b_cadv[idx] / (b_cadv[idx].norm() + 1e-12)
-                        weight = args.recovery_beta * weight + (1 - args.recovery_beta) * (weight @ u_c) * u_c
-                    policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor, weight)
-                    optimizer.zero_grad()
-                    policy_loss.backward()
-                    nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
-                    optimizer.step()
-                    policy_losses.append(policy_loss.detach())
-                value_loss = 0.5 * (critic(b_obs[idx]) - b_ret[idx]).pow(2).mean()
-                cost_value_loss = 0.5 * (cost_critic(b_obs[idx]) - b_cret[idx]).pow(2).mean()
-                critic_optimizer.zero_grad()
-                (value_loss + cost_value_loss).backward()
-                nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
-                critic_optimizer.step()
-                critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
-            if fitting:
-                policy_epochs += 1
-                with torch.no_grad():
-                    kl = gaussian_kl(b_old_mean, old_log_std, actor.mean(b_obs), actor.log_std).mean().item()
-                    fit_error = ((actor.log_prob(b_obs, b_act) - b_logp).exp() - v).abs().mean().item()
-                fitting = kl <= args.kl_budget
-        policy_loss = torch.stack(policy_losses).mean().item()
-        value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist()
-        for name, value in (("policy_loss", policy_loss), ("value_loss", value_loss),
-                            ("cost_value_loss", cost_value_loss)):
-            if not np.isfinite(value):
+        batch = {"obs": obs_t[:-1].reshape(-1, obs_dim), "act": act_t.reshape(-1, act_dim), "logp": logp_t.reshape(-1),
+                 "old_mean": old_mean.reshape(-1, act_dim), "adv": advantages.reshape(-1),
+                 "cost_adv": cost_advantages.reshape(-1), "ret": returns.reshape(-1),
+                 "cost_ret": cost_returns.reshape(-1)}
+        if args.cost_calibration and N > 1:  # one env's trajectory (in turn) checks what the update realises
+            batch["held_out"] = torch.arange(batch_size, device=device) % N == update % N
+        stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery,
+                            calibration, args)
+        in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
+        for name in ("policy_loss", "value_loss", "cost_value_loss"):
+            if not np.isfinite(stats[name]):
                 raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
 
         logger.log({
             "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
             "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
             "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
-            "cost_margin": cost_margin, "cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"],
-            "cppo/recovery": e_info["recovery"], "cppo/clipped_fraction": e_info["clipped_fraction"],
-            "cppo/m_step_epochs": policy_epochs, "cppo/fit_error": fit_error, "approx_kl": kl, "learning_rate": lr,
-            "policy_loss": policy_loss, "value_loss": value_loss, "cost_value_loss": cost_value_loss,
+            "cost_limit": cost_limit, "cost_margin": cost_margin, "cost_estimate": cost_window.mean,
+            "cost_estimate_episodes": len(cost_window.costs), "learning_rate": lr, **stats,
             "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
-            "time_e_step": e_step_seconds,
         })
 
     envs.close()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from helpers import load_script
+from helpers import load_script, only_run_dir, read_progress
 
 cppo = load_script("cppo")
 DELTA = 0.02
@@ -143,8 +143,8 @@ def test_e_step_is_parallel_to_the_reward_advantage_when_unconstrained_optimum_i
 def test_recovery_lowers_cost_first(correlation):
     rng = np.random.default_rng(3)
     adv, cost_adv = random_case(rng, 300, correlation)
-    v, info = cppo.e_step(adv, cost_adv, 1.0, DELTA, recovery=True, recovery_angle=0.75 * math.pi)
-    assert info["recovery"] == 1.0 and info["theta"] >= 0.75 * math.pi
+    v, info = cppo.e_step(adv, cost_adv, 1.0, DELTA, recovery=True)
+    assert info["recovery"] == 1.0 and info["theta"] >= math.pi / 2
     assert ((v - 1).double() @ cost_adv).item() < 0
     assert_constraints(v, adv, cost_adv, 1.0, cost_must_hold=False)
     # and an infeasible margin switches to recovery by itself
@@ -229,3 +229,175 @@ def test_repair_keeps_a_binding_cost_constraint_on_its_boundary():
     assert clipped > 0 and not recovered and math.cos(theta) == pytest.approx(kappa)  # binding, repaired
     assert (v_bar @ cost_adv).item() == pytest.approx(budget, rel=1e-9)
     assert v_bar.sum().item() == pytest.approx(0.0, abs=1e-9) and v_bar.norm().item() <= R * (1 + 1e-12)
+
+
+def theta_a_of(adv, cost_adv):
+    u_c = cost_adv / cost_adv.norm()
+    a_c = (adv @ u_c).item()
+    return math.atan2((adv - a_c * u_c).norm().item(), a_c)
+
+
+def test_feasible_angle_is_the_edge_of_the_feasible_cap():
+    assert cppo.feasible_angle(0.5) == pytest.approx(math.pi / 3)
+    assert cppo.feasible_angle(0.0) == pytest.approx(math.pi / 2)
+    assert cppo.feasible_angle(-3.0) == pytest.approx(math.pi)  # nothing on the sphere is feasible
+    assert cppo.feasible_angle(3.0) == 0.0  # all of it is
+
+
+@pytest.mark.parametrize("kappa, case", [(-0.9, "no reward-keeping direction is feasible"),
+                                         (0.5, "feasible directions keep reward"), (-2.0, "nothing feasible")])
+def test_recovery_angle_is_the_papers_clip(kappa, case):
+    # theta = clip(theta, max(theta_f, theta_A + pi/2), pi), theta_f = arccos(kappa): with A close to A_c
+    # (theta_A ~ 0.45), theta_A + pi/2 ~ 2.0 rad. kappa -0.9 puts the feasible cap beyond it (theta_f ~ 2.69:
+    # the paper's case 2, least reward lost within the feasible region), kappa 0.5 inside it (theta_f ~ 1.05:
+    # case 1, the zero-reward boundary), kappa -2 nowhere (pi).
+    rng = np.random.default_rng(5)
+    adv, cost_adv = random_case(rng, 400, 0.9)
+    theta_a = theta_a_of(adv, cost_adv)
+    margin = kappa * radius(400) * cost_adv.norm().item() / 400
+    v, info = cppo.e_step(adv, cost_adv, margin, DELTA, recovery=True)
+    expected = min(math.pi, max(math.acos(max(-1.0, kappa)), theta_a + math.pi / 2))
+    assert info["recovery"] == 1.0 and info["kappa"] == pytest.approx(kappa)
+    assert info["theta"] == pytest.approx(expected)
+    assert ((v - 1).double() @ cost_adv).item() < 0  # recovery lowers cost
+    if kappa == -0.9:
+        assert info["theta"] == pytest.approx(math.acos(-0.9))  # on the feasible boundary
+        assert ((v - 1).double() @ cost_adv).item() == pytest.approx(400 * margin, rel=1e-9)
+
+
+def test_calibrated_cost_share_scales_kappa_and_turns_a_small_violation_into_recovery():
+    rng = np.random.default_rng(8)
+    adv, cost_adv = random_case(rng, 300, 0.0)
+    margin = -0.3 * radius(300) * cost_adv.norm().item() / 300  # a small violation: kappa = -0.3
+    _, plain = cppo.e_step(adv, cost_adv, margin, DELTA)
+    v, calibrated = cppo.e_step(adv, cost_adv, margin, DELTA, cost_share=0.25)
+    assert plain["kappa"] == pytest.approx(-0.3) and calibrated["kappa"] == pytest.approx(-1.2)
+    assert plain["recovery"] == 0.0 and plain["theta"] == pytest.approx(math.acos(-0.3))  # a slight bend
+    assert calibrated["recovery"] == 1.0 and calibrated["theta"] == pytest.approx(math.pi)  # all cost descent
+    _, room = cppo.e_step(adv, cost_adv, -margin, DELTA, cost_share=0.25)  # under the limit: kappa 1.2, free
+    assert room["kappa"] == pytest.approx(1.2) and room["theta"] == pytest.approx(theta_a_of(adv, cost_adv))
+
+
+def test_cost_calibration_is_the_running_slope_of_realised_on_planned():
+    calibration = cppo.CostCalibration(True, momentum=0.5, floor=0.02)
+    assert calibration.share == 1.0  # the paper's model until something is measured
+    for planned in (4.0, -2.0, 8.0, -1.0):
+        calibration.update(planned, 0.1 * planned)
+    assert calibration.share == pytest.approx(0.1)
+    calibration.update(5.0, -50.0)  # realised against the plan: clipped at the floor
+    assert calibration.share == 0.02
+    for _ in range(60):
+        calibration.update(1.0, 3.0)  # realised more than planned: never above 1
+    assert calibration.share == 1.0
+    off = cppo.CostCalibration(False)
+    off.update(4.0, 0.4)
+    assert off.share == 1.0
+
+
+def test_cost_window_is_the_mean_of_the_last_episodes():
+    window = cppo.CostWindow(3)
+    assert math.isnan(window.mean)
+    assert window.add([10.0]) == 10.0
+    assert window.add([20.0, 30.0, 40.0]) == pytest.approx(30.0)  # 20, 30, 40: the 10 has left
+    assert window.add([]) == pytest.approx(30.0)
+
+
+def synthetic_batch(n=2000, obs_dim=6, act_dim=2, seed=0):
+    """A batch like PointGoal1's: reward advantages mostly per-sample noise the policy cannot express."""
+    torch.manual_seed(seed)
+    actor = cppo.Actor(obs_dim, act_dim)
+    obs = torch.randn(n, obs_dim)
+    with torch.no_grad():
+        old_mean = actor.mean(obs)
+        act = old_mean + actor.log_std.exp() * torch.randn(n, act_dim)
+        logp = actor.log_prob(obs, act)
+    adv = 0.2 * (act[:, 0] - old_mean[:, 0]) + torch.randn(n)
+    batch = {"obs": obs, "act": act, "logp": logp, "old_mean": old_mean, "adv": adv, "cost_adv": torch.randn(n),
+             "ret": torch.zeros(n), "cost_ret": torch.zeros(n)}
+    return actor, batch
+
+
+@pytest.mark.parametrize("max_step_scale", [0.0, 10.0])
+def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
+    actor, batch = synthetic_batch()
+    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
+    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
+    args = cppo.Args(max_step_scale=max_step_scale, num_minibatches=8)
+    stats = cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, 1.0, False,
+                             cppo.CostCalibration(False), args)
+    with torch.no_grad():
+        kl = cppo.gaussian_kl(batch["old_mean"], torch.full((2,), -0.5), actor.mean(batch["obs"]),
+                              actor.log_std).mean().item()
+    assert stats["cppo/fit_kl"] < 0.2 * DELTA  # the regression alone stops far inside the trust region
+    assert kl == pytest.approx(stats["approx_kl"])
+    if max_step_scale == 0:
+        assert stats["cppo/step_scale"] == 1.0 and kl == pytest.approx(stats["cppo/fit_kl"])
+    else:
+        assert 0.5 * DELTA <= kl <= DELTA and stats["cppo/step_scale"] > 1
+
+
+def test_scale_step_to_kl_shrinks_a_step_that_overshoots():
+    torch.manual_seed(2)
+    actor = cppo.Actor(4, 2)
+    obs = torch.randn(500, 4)
+    old_params = [p.detach().clone() for p in actor.parameters()]
+    with torch.no_grad():
+        old_mean, old_log_std = actor.mean(obs), actor.log_std.clone()
+        for p in actor.parameters():
+            p.add_(0.5 * torch.randn_like(p))  # far outside the trust region
+        assert cppo.gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean() > 0.2
+    scale, kl = cppo.scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, DELTA, max_scale=10.0)
+    with torch.no_grad():
+        now = cppo.gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
+    assert 0 < scale < 1 and now == pytest.approx(kl) and 0.9 * DELTA <= now <= DELTA
+
+
+def test_calibration_is_measured_on_real_updates_only():
+    actor, batch = synthetic_batch(seed=3)
+    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
+    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
+    batch["held_out"] = torch.arange(2000) % 8 == 0
+    calibration = cppo.CostCalibration(True)
+    args = cppo.Args(num_minibatches=8)
+    cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False, calibration, args,
+                     calibrate=False)
+    assert calibration.den == 0.0 and calibration.share == 1.0  # e.g. an imagined update: nothing measured
+    stats = cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False,
+                             calibration, args)
+    assert calibration.den > 0 and np.isfinite(stats["cppo/realised_cost_change"])
+    assert stats["cppo/planned_cost_change"] < 0  # over the limit: the plan lowers cost
+
+
+@pytest.mark.parametrize("trigger", ["cost", "infeasible"])
+def test_recovery_switch_lasts_until_the_lower_switch_cost(tmp_path, monkeypatch, trigger):
+    # A limit of 2 on PointGoal1, a random policy and a window of 2 episodes: J_c moves around the limit. Recovery
+    # must start when the trigger says (J_c > d, or an E-step with nothing feasible) and then last while J_c stays
+    # at or above the lower switch cost (0.5 d here); no recovery while J_c is below it.
+    monkeypatch.chdir(tmp_path)
+    args = cppo.Args(num_envs=2, num_steps=500, total_timesteps=8000, eval_episodes=0, cost_limit=2.0, seed=2,
+                     cost_window=2, recovery_exit_frac=0.5, recovery_trigger=trigger)
+    cppo.main(args)
+    rows = read_progress(only_run_dir(tmp_path))
+    recovering = False
+    for row in rows:
+        cost = float(row["cost_estimate"]) if int(row["cost_estimate_episodes"]) else 0.0
+        recovery = float(row["cppo/recovery"]) == 1.0
+        if cost < 1.0:
+            recovering = False
+        elif trigger == "cost" and cost > 2.0:
+            recovering = True
+        assert recovery == (recovering or float(row["cppo/kappa"]) < -1), row
+        recovering = recovering or recovery
+    assert any(float(r["cppo/recovery"]) == 1.0 for r in rows)
+
+
+def test_cost_limit_curriculum_falls_linearly_then_holds():
+    args = cppo.Args(cost_limit=25.0, total_timesteps=1_000_000)
+    assert cppo.scheduled_cost_limit(args, 0) == 25.0 and cppo.scheduled_cost_limit(args, 900_000) == 25.0
+    args = cppo.Args(cost_limit=25.0, cost_limit_start=75.0, cost_limit_anneal=0.5, total_timesteps=1_000_000)
+    assert cppo.scheduled_cost_limit(args, 0) == 75.0
+    assert cppo.scheduled_cost_limit(args, 250_000) == pytest.approx(50.0)
+    assert cppo.scheduled_cost_limit(args, 500_000) == pytest.approx(25.0)
+    assert cppo.scheduled_cost_limit(args, 999_000) == 25.0

@@ -122,9 +122,12 @@ def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = run_main(dyna, tmp_path / "run", num_steps=500, total_timesteps=3000, model_start_iter=0,
                     model_rollouts=64, cost_limit=0.5)
-    measured = 0.0
+    costs, weights = [], []  # J_c: the window (32, more than ever end here) of every real episode so far
     for row in rows:
         if int(row["episodes"]) > 0:
-            measured = float(row["episodic_cost"])
+            costs.append(float(row["episodic_cost"]))
+            weights.append(int(row["episodes"]))
+        measured = np.average(costs, weights=weights) if costs else 0.0
         assert float(row["cost_margin"]) == pytest.approx((0.5 - measured) / 1000)
+        assert int(row["cost_estimate_episodes"]) == sum(weights)
     assert all(np.isfinite(float(r["imagined/return"])) for r in rows)
