@@ -10,6 +10,10 @@ CPPO (Xuan et al. 2023, arXiv:2305.14216) and Dyna (Sutton 1991). Each iteration
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
    trajectory, and the cost margin from real episodes only.
+The CPPO update (cppo_update) is cppo.py's line for line, with its departures from the paper (KL-scaled M-step,
+calibrated cost lever, cost window; see cppo.py's docstring). The calibration is measured on real updates
+only, and the imagined update keeps the plain regression step (not scaled to the KL budget), so that one
+iteration does not move the policy by two trust regions.
 With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
 
 Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5 --save-model
@@ -100,7 +104,8 @@ class Args:
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
     kl_budget: float = 0.02
-    """delta: the E-step's KL budget (sets the radius R) and the M-step's early-stop threshold on mean KL"""
+    """delta: the E-step's KL budget (sets the radius R), the M-step's early-stop threshold on mean KL and the
+    KL the scaled step reaches"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
     max_step_scale: float = 10.0
@@ -110,13 +115,15 @@ class Args:
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
     cost_calibration: bool = True
     """if toggled, plan the E-step's cost constraint with the measured share c of planned cost changes that
-    updates realise (kappa / c); off, the paper's linear model (c = 1)"""
+    updates realise (kappa / c); off, the paper's linear model (c = 1). It is measured on one env's trajectory
+    per update (in turn), which the policy is then not fitted to; with --num-envs 1 nothing is held out and
+    c is measured on the fitted samples (near 1)"""
     cost_share_floor: float = 0.02
     """the smallest share c the calibration assumes: it caps the gain 1 / c of the cost lever"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
     """what starts recovery: `infeasible` once the (calibrated) E-step finds no feasible point within the trust
-    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch). Either way it lasts until J_c is
-    below the lower switch cost"""
+    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch), or on an infeasible E-step. Either way
+    it lasts until J_c is below the lower switch cost (d: the curriculum's limit when there is one)"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
@@ -179,8 +186,8 @@ def check_args(args: Args) -> None:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
     if not 0 < args.cost_share_floor <= 1:
         raise SystemExit(f"error: --cost-share-floor must be in (0, 1], got {args.cost_share_floor}")
-    if not 0 <= args.max_step_scale < math.inf:
-        raise SystemExit(f"error: --max-step-scale must be >= 0 (0: no scaling), got {args.max_step_scale}")
+    if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):
+        raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
     if args.recovery_trigger not in ("infeasible", "cost"):
         raise SystemExit(f"error: --recovery-trigger must be infeasible or cost, got {args.recovery_trigger!r}")
     if args.eval_episodes < 0:
@@ -309,8 +316,8 @@ def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, 
     - cos(theta_A) <= kappa: the unconstrained optimum adv / ||adv|| is feasible, theta = theta_A;
     - -1 <= kappa < cos(theta_A): the feasible boundary point nearest theta_A, theta = arccos(kappa);
     - kappa < -1 (nothing on the sphere is feasible) or `recovery`: the paper's recovery direction
-      theta = clip(theta, max(theta_f, theta_A + pi/2), pi) with theta_f = feasible_angle(kappa): it lowers
-      cost while keeping reward where the feasible region allows (and at least `min_angle`).
+      theta = min(pi, max(theta_f, theta_A + pi/2, min_angle)) with theta_f = feasible_angle(kappa): it lowers
+      cost while keeping reward where the feasible region allows.
     Returns (x, theta, kappa, recovered)."""
     tiny = 1e-12
     cost_norm, adv_norm = cost_adv.norm().item(), adv.norm().item()
@@ -370,7 +377,8 @@ def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = Fal
     cost_share c in (0, 1] calibrates the linear cost model: the plan v_bar . A_c is realised only in the share c
     (CostCalibration measures it), so the cost room N d' is planned as N d' / c, i.e. kappa / c."""
     n = adv.shape[0]
-    adv, cost_adv = adv.double() - adv.double().mean(), cost_adv.double() - cost_adv.double().mean()
+    adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
+    adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
     radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
     budget = n * cost_margin / cost_share
     v_bar, theta, kappa, recovered, clipped = solve_with_floor(adv, cost_adv, radius, budget, recovery)
@@ -416,9 +424,10 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
                      iters: int = 12):
     """Make the M-step's KL constraint active (the paper's Eq. 9): keep the direction the regression moved the
     parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
-    [0, max_scale] whose exact mean KL(pi_old || pi_theta) on the batch is <= delta. The regression alone stops
-    at a fixed point far inside the trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at
-    the best feasible scale found and returns (s, its KL)."""
+    [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
+    below; 0, no step, if the KL is not finite). The regression alone stops at a fixed point far inside the
+    trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at the largest feasible scale
+    found and returns (s, its KL)."""
     params = list(actor.parameters())
     steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
 
@@ -428,8 +437,9 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
                 p.copy_(p_old + scale * step)
             return gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
 
-    if kl_at(max_scale) <= delta:
-        return max_scale, kl_at(max_scale)
+    kl_max = kl_at(max_scale)
+    if kl_max <= delta:
+        return max_scale, kl_max
     lo, hi, lo_kl = 0.0, max_scale, 0.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
@@ -459,9 +469,12 @@ class CostWindow:
 
 class CostCalibration:
     """The share c of a planned cost change that an update realises: the E-step plans v_bar . A_c, the M-step
-    then moves the ratio to r and realises (r - 1) . A_c (first order, same batch). c is the running
-    least-squares slope of realised on planned (momentum m), clipped to [floor, 1]; 1 until measured, and
-    always 1 when disabled (the paper's uncalibrated model)."""
+    then moves the ratio to r and realises (r - 1) . A_c, both first order and measured on the samples of the
+    batch the policy was not fitted to (one env's trajectory; all samples when nothing is held out, where the
+    policy also fits A_c's noise and c stays near 1). c is the running least-squares slope of realised on
+    planned (momentum m), clipped to [floor, 1]: a slope that is noise around 0 gives the floor. 1 until
+    measured, and always 1 when disabled (the paper's uncalibrated model). It scales kappa on both sides of
+    the limit: under it, the calibrated constraint lets an update plan more cost than the room left."""
 
     def __init__(self, enabled: bool, momentum: float = 0.9, floor: float = 0.02):
         self.enabled, self.momentum, self.floor = enabled, momentum, floor
@@ -479,10 +492,12 @@ class CostCalibration:
 
 
 def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
-                in_recovery: bool, calibration: CostCalibration, args: "Args", calibrate: bool = True) -> dict:
+                in_recovery: bool, calibration: CostCalibration, args: "Args", calibrate: bool = True,
+                scale_step: bool = True) -> dict:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret. The same rule serves real and imagined data; `calibrate` feeds the realised
-    cost change of this update to `calibration`."""
+    cost_adv, ret, cost_ret, and optionally held_out (samples the policy is not fitted to; they measure the
+    calibration). The same rule serves real and imagined data; `calibrate` feeds the realised cost change of
+    this update to `calibration`, `scale_step` scales the fitted step to the KL budget (--max-step-scale)."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
@@ -497,6 +512,8 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     held_out = batch.get("held_out") if calibrate else None  # samples the policy is not fitted on
+    if held_out is not None and bool(held_out.all()):
+        raise ValueError("cppo_update: every sample is held out, nothing to fit the policy to")
     policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
@@ -526,7 +543,7 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
             fitting = kl <= args.kl_budget
     fit_kl, scale = kl, 1.0
-    if args.max_step_scale > 0:  # the KL constraint made active: scale the fitted step until KL reaches delta
+    if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
         scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget,
                                      args.max_step_scale)
     with torch.no_grad():
@@ -601,6 +618,40 @@ def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_we
         loss = loss + step_weight**k * step
         errors.append(error.mean().detach())
     return loss, torch.stack(errors)
+
+
+MODEL_KEYS = ("model/loss", "model/one_step_error", "model/k_step_error", "model/zero_change_error",
+              "model/zero_change_k_step_error", "model/mean_delta_error", "model/mean_delta_k_step_error",
+              "model/skill", "model/k_step_skill", "model/reward_error", "model/reward_baseline_error",
+              "model/cost_precision", "model/cost_recall", "imagined/return", "imagined/cost", "imagined/approx_kl",
+              "imagined/recovery")  # progress.csv keys of the model and of imagination (NaN when not measured)
+
+
+def model_skill(model: DynamicsModel, obs, act, next_obs, rew, cost, mean_delta, mean_reward: float) -> dict:
+    """How good the model is on held-out windows (the arguments of multi_step_loss), against two predictors
+    that need no model: zero change (s_{t+k} = s_t) and mean delta (s_{t+k} = s_t + k * the mean one-step
+    change in D_real). State errors are mean L2 in normalised units at k = 1 and k = K; skill = 1 - model
+    error / best baseline error (1: exact, <= 0: a baseline does as well). The reward head's MSE is set
+    against predicting D_real's mean reward; the cost head (p > 0.5) is scored as a classifier of cost > 0."""
+    s_hat, model_errors, K = obs, [], act.shape[1]
+    for k in range(K):
+        s_hat, r_hat, c_logit = model(s_hat, act[:, k])
+        model_errors.append((s_hat - next_obs[:, k]).norm(dim=-1).mean().item())
+        if k == 0:
+            reward_error = (r_hat - rew[:, 0]).pow(2).mean().item()
+            predicted, actual = c_logit > 0, cost[:, 0] > 0
+    stats = {"model/one_step_error": model_errors[0], "model/k_step_error": model_errors[-1],
+             "model/reward_error": reward_error,
+             "model/reward_baseline_error": (rew[:, 0] - mean_reward).pow(2).mean().item(),
+             "model/cost_precision": ((predicted & actual).sum() / predicted.sum()).item() if predicted.any() else
+             float("nan"),
+             "model/cost_recall": ((predicted & actual).sum() / actual.sum()).item() if actual.any() else float("nan")}
+    for name, k in (("", 0), ("k_step_", K - 1)):
+        zero = (obs - next_obs[:, k]).norm(dim=-1).mean().item()
+        mean = (obs + (k + 1) * mean_delta - next_obs[:, k]).norm(dim=-1).mean().item()
+        stats.update({f"model/zero_change_{name}error": zero, f"model/mean_delta_{name}error": mean,
+                      f"model/{name}skill": 1.0 - model_errors[k] / max(min(zero, mean), 1e-12)})
+    return stats
 
 
 def window_starts(done: np.ndarray, k: int) -> np.ndarray:
@@ -920,12 +971,16 @@ def main(args: Args) -> dict:
         reward_range = [min(reward_range[0], rew_buf.min()), max(reward_range[1], rew_buf.max())]
         cost_range = [min(cost_range[0], cost_buf.min()), max(cost_range[1], cost_buf.max())]
         K = args.multi_step_k
-        model_stats = {}
-        if replay:
+        model_stats, model_start = {}, time.time()
+        if replay:  # the model against the baselines, on this rollout's windows (not trained on yet)
+            deltas = [(obs_rms.normalize(r["next_obs"]) - obs_rms.normalize(r["obs"])).reshape(-1, obs_dim)
+                      for r in replay]
+            mean_delta = torch.tensor(np.concatenate(deltas).mean(0), dtype=torch.float32, device=device)
+            mean_reward = float(np.mean([r["rew"].mean() for r in replay]))
             with torch.no_grad():
                 starts = window_starts(rollout["done"], K)
-                _, errors = multi_step_loss(model, *windows(rollout, starts, K, obs_rms, device))
-            model_stats = {"model/one_step_error": errors[0].item(), "model/k_step_error": errors[-1].item()}
+                model_stats = model_skill(model, *windows(rollout, starts, K, obs_rms, device), mean_delta,
+                                          mean_reward)
         replay.append(rollout)
         starts = [window_starts(r["done"], K) for r in replay]
         index = np.concatenate([np.column_stack([np.full(len(s), j), s]) for j, s in enumerate(starts)])
@@ -942,6 +997,7 @@ def main(args: Args) -> dict:
                 model_optimizer.step()
                 model_losses.append(loss.detach())
         model_stats["model/loss"] = torch.stack(model_losses).mean().item()
+        model_stats["time_model"], imagination_start = time.time() - model_start, time.time()
 
         # Imagination: H model steps of the current policy from states of this rollout, then the same update.
         if args.model_rollouts > 0 and update > args.model_start_iter:
@@ -952,11 +1008,12 @@ def main(args: Args) -> dict:
             imagined = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end,
                                         torch.zeros((2,) + img_rew.shape, device=device), args)
             img_stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, imagined, cost_margin,
-                                    in_recovery, calibration, args, calibrate=False)
+                                    in_recovery, calibration, args, calibrate=False, scale_step=False)
             model_stats.update({"imagined/return": img_rew.sum(0).mean().item(),
                                 "imagined/cost": img_cost.sum(0).mean().item(),
                                 "imagined/approx_kl": img_stats["approx_kl"],
                                 "imagined/recovery": img_stats["cppo/recovery"]})
+        model_stats["time_imagination"] = time.time() - imagination_start  # 0 while imagination is off
         obs_buf[0], raw_buf[0] = obs_buf[T], raw_buf[T]  # the next rollout starts where this one stopped
 
         for name in ("policy_loss", "value_loss", "cost_value_loss", "model/loss"):
@@ -969,10 +1026,9 @@ def main(args: Args) -> dict:
             "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
             "cost_limit": cost_limit, "cost_margin": cost_margin, "cost_estimate": cost_window.mean,
             "cost_estimate_episodes": len(cost_window.costs), "learning_rate": lr, **stats,
-            **{k: model_stats.get(k, np.nan) for k in ("model/loss", "model/one_step_error", "model/k_step_error",
-                                                      "imagined/return", "imagined/cost", "imagined/approx_kl",
-                                                      "imagined/recovery")},
+            **{k: model_stats.get(k, np.nan) for k in MODEL_KEYS},
             "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
+            "time_model": model_stats["time_model"], "time_imagination": model_stats["time_imagination"],
         })
 
     envs.close()

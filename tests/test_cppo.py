@@ -1,4 +1,6 @@
-"""cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, and the M-step."""
+"""cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, the recovery angle
+(theta_f from kappa), the calibrated cost lever, the cost window, the M-step and its scaling to the KL budget,
+the held-out samples, the recovery switch and the cost-limit curriculum."""
 import math
 
 import numpy as np
@@ -144,7 +146,9 @@ def test_recovery_lowers_cost_first(correlation):
     rng = np.random.default_rng(3)
     adv, cost_adv = random_case(rng, 300, correlation)
     v, info = cppo.e_step(adv, cost_adv, 1.0, DELTA, recovery=True)
-    assert info["recovery"] == 1.0 and info["theta"] >= math.pi / 2
+    kappa = 300 * 1.0 / (radius(300) * cost_adv.norm().item())  # plenty of room: theta_f ~ 0
+    expected = min(math.pi, max(math.acos(min(1.0, kappa)), theta_a_of(adv, cost_adv) + math.pi / 2))
+    assert info["recovery"] == 1.0 and info["theta"] == pytest.approx(expected)
     assert ((v - 1).double() @ cost_adv).item() < 0
     assert_constraints(v, adv, cost_adv, 1.0, cost_must_hold=False)
     # and an infeasible margin switches to recovery by itself
@@ -289,6 +293,9 @@ def test_cost_calibration_is_the_running_slope_of_realised_on_planned():
     for _ in range(60):
         calibration.update(1.0, 3.0)  # realised more than planned: never above 1
     assert calibration.share == 1.0
+    nothing = cppo.CostCalibration(True)
+    nothing.update(0.0, 0.3)  # no plan, nothing learnt
+    assert nothing.share == 1.0
     off = cppo.CostCalibration(False)
     off.update(4.0, 0.4)
     assert off.share == 1.0
@@ -401,3 +408,28 @@ def test_cost_limit_curriculum_falls_linearly_then_holds():
     assert cppo.scheduled_cost_limit(args, 250_000) == pytest.approx(50.0)
     assert cppo.scheduled_cost_limit(args, 500_000) == pytest.approx(25.0)
     assert cppo.scheduled_cost_limit(args, 999_000) == 25.0
+
+
+def test_held_out_samples_are_not_fitted():
+    # Mark the held-out samples' observations; the M-step's minibatches must never contain them, and the
+    # calibration must still see them. Every sample held out is an error, not a silent no-op.
+    actor, batch = synthetic_batch(seed=4)
+    held_out = torch.arange(2000) % 8 == 3
+    batch["obs"][held_out, 0] = 123.0
+    batch["held_out"] = held_out
+    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
+    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
+    seen, log_prob = [], actor.log_prob
+    actor.log_prob = lambda obs, act: (seen.append(obs[:, 0].detach().clone()), log_prob(obs, act))[1]
+    calibration = cppo.CostCalibration(True)
+    cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False, calibration,
+                     cppo.Args(num_minibatches=8, update_epochs=2))
+    fitted = torch.cat(seen[:-1])  # the last call: the whole batch, to measure the realised change
+    assert len(seen[-1]) == 2000 and (seen[-1] == 123.0).sum() == 250
+    assert len(fitted) == 2 * 1750 and not (fitted == 123.0).any()
+    assert calibration.den > 0
+    batch["held_out"] = torch.ones(2000, dtype=torch.bool)
+    with pytest.raises(ValueError, match="held out"):
+        cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False, calibration,
+                         cppo.Args(num_minibatches=8))

@@ -1,6 +1,9 @@
 """dyna_cppo.py kernels: the multi-step model loss on a known linear system, per-trajectory GAE of imagined
 rollouts, windows that respect episode ends, and the reduction to CPPO with --model-rollouts 0."""
+import dataclasses
+import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -45,6 +48,71 @@ def test_multi_step_loss_fits_a_known_linear_system():
     assert after[-1] < 0.2 * before[-1]  # the K-step error falls with training...
     assert after[0] < 0.05 and after[-1] < 0.15  # ...and the model fits the system (state scale ~1)
     assert (after[1:] >= after[:-1] * 0.5).all()  # errors compound along k, as they should
+
+
+def train_on(windows_of, steps, seed=0):
+    torch.manual_seed(seed)
+    model = dyna.DynamicsModel(3, 2, 64, torch.Generator().manual_seed(seed))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(steps):
+        loss, _ = dyna.multi_step_loss(model, *windows_of(256, step))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+def random_walk_windows(n, k, seed):
+    """s_{t+1} = s_t + noise, whatever the action: nothing to learn beyond "no change"."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randn(n, 3, generator=g)
+    states = start[:, None] + torch.cumsum(0.3 * torch.randn(n, k, 3, generator=g), dim=1)
+    return start, torch.rand(n, k, 2, generator=g) * 2 - 1, states, torch.zeros(n, k), torch.zeros(n, k)
+
+
+def test_model_skill_near_one_where_the_model_is_exact_and_not_above_zero_on_noise():
+    test = linear_system_windows(2000, 5, seed=123)
+    exact = train_on(lambda n, step: linear_system_windows(n, 5, seed=step), 600)
+    with torch.no_grad():
+        stats = dyna.model_skill(exact, *test, mean_delta=torch.zeros(3), mean_reward=0.0)
+    assert stats["model/skill"] > 0.85 and stats["model/k_step_skill"] > 0.6
+    assert stats["model/reward_error"] < 0.05 * stats["model/reward_baseline_error"]
+    # The zero-change baseline's error is the distance to the next state, as in its definition.
+    torch.testing.assert_close(torch.tensor(stats["model/zero_change_error"]),
+                               (test[2][:, 0] - test[0]).norm(dim=-1).mean())
+    noise = random_walk_windows(2000, 5, seed=7)
+    walker = train_on(lambda n, step: random_walk_windows(n, 5, seed=1000 + step), 300)
+    zero = dyna.DynamicsModel(3, 2, 8, torch.Generator().manual_seed(0))
+    for p in zero.parameters():
+        torch.nn.init.zeros_(p)  # predicts "no change": exactly the zero-change baseline
+    with torch.no_grad():
+        trained = dyna.model_skill(walker, *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
+        untrained = dyna.model_skill(dyna.DynamicsModel(3, 2, 64, torch.Generator().manual_seed(3)), *noise,
+                                     mean_delta=torch.zeros(3), mean_reward=0.0)
+        no_change = dyna.model_skill(zero, *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
+    assert trained["model/skill"] < 0.02  # noise cannot be learnt: no better than a baseline (up to sampling)
+    assert untrained["model/skill"] < 0 and no_change["model/skill"] == pytest.approx(0.0, abs=1e-6)
+    # A mean delta that matches a drift beats zero change, and the skill is measured against the better one.
+    drift = (test[0], test[1], test[0][:, None] + 0.5 * torch.arange(1, 6)[None, :, None], test[3], test[4])
+    with torch.no_grad():
+        drifting = dyna.model_skill(zero, *drift, mean_delta=torch.full((3,), 0.5), mean_reward=0.0)
+    assert drifting["model/mean_delta_error"] < 1e-5 and drifting["model/skill"] < -1e3
+
+
+def test_model_skill_scores_the_cost_head_as_a_classifier():
+    zero = dyna.DynamicsModel(3, 2, 8, torch.Generator().manual_seed(0))
+    for p in zero.parameters():
+        torch.nn.init.zeros_(p)
+    obs, act, next_obs, rew, _ = linear_system_windows(8, 2, seed=1)
+    cost = torch.zeros(8, 2)
+    cost[:2, 0] = 1.0  # two of eight first steps have a cost
+    with torch.no_grad():
+        zero.net[-1].bias[-1] = 5.0  # the cost head says "cost" everywhere
+        always = dyna.model_skill(zero, obs, act, next_obs, rew, cost, torch.zeros(3), 0.0)
+        zero.net[-1].bias[-1] = -5.0  # ... and nowhere
+        never = dyna.model_skill(zero, obs, act, next_obs, rew, cost, torch.zeros(3), 0.0)
+    assert always["model/cost_recall"] == 1.0 and always["model/cost_precision"] == pytest.approx(0.25)
+    assert never["model/cost_recall"] == 0.0 and math.isnan(never["model/cost_precision"])
 
 
 def test_multi_step_loss_rolls_on_its_own_predictions():
@@ -109,13 +177,46 @@ def run_main(module, cwd, **fields):
 
 
 def test_zero_model_rollouts_is_exactly_cppo(tmp_path, monkeypatch):
+    # PointGoal1 with a low limit, a short cost window and the curriculum: episodes end, the window, the
+    # calibration, the recovery switch and the scheduled limit all act, and the rows must still be equal.
     monkeypatch.chdir(tmp_path)
-    cppo_rows = run_main(load_script("cppo"), tmp_path / "cppo")
-    dyna_rows = run_main(dyna, tmp_path / "dyna", model_rollouts=0)
+    cost = dict(env_id="SafetyPointGoal1-v0", num_steps=500, total_timesteps=6000, cost_limit=2.0, cost_window=2,
+                cost_limit_start=6.0, cost_limit_anneal=0.5)
+    cppo = load_script("cppo")
+    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)
+    dyna_rows = run_main(dyna, tmp_path / "dyna", model_rollouts=0, **cost)
     shared = [k for k in cppo_rows[0] if k in dyna_rows[0] and k != "sps" and not k.startswith("time_")]
-    assert len(shared) > 15
+    assert len(shared) > 25
     assert [{k: r[k] for k in shared} for r in cppo_rows] == [{k: r[k] for k in shared} for r in dyna_rows]
     assert np.isfinite(float(dyna_rows[-1]["model/k_step_error"]))  # the model still trains and is measured
+    assert any(float(r["cppo/recovery"]) == 1.0 for r in cppo_rows) and int(cppo_rows[-1]["cost_estimate_episodes"])
+    args = cppo.Args(**cost)
+    for row in cppo_rows:  # the curriculum's limit sets the margin
+        limit = cppo.scheduled_cost_limit(args, int(row["global_step"]))
+        assert float(row["cost_limit"]) == pytest.approx(limit)
+        measured = float(row["cost_estimate"]) if int(row["cost_estimate_episodes"]) else 0.0
+        assert float(row["cost_margin"]) == pytest.approx((limit - measured) / 1000)
+
+
+def top_level_source(path: str, name: str) -> str:
+    """The text of the top-level `def name` or `class name` in a script, up to the next top-level statement."""
+    text = open(path).read()
+    match = re.search(rf"^(def|class) {name}\b.*?(?=^\S)", text, flags=re.S | re.M)
+    assert match, name
+    return match.group(0)
+
+
+def test_cppo_update_is_cppos_line_for_line():
+    # The CPPO part of dyna_cppo.py is a copy of cppo.py's: the same source, piece by piece, and the same
+    # shared arguments with the same defaults.
+    cppo = load_script("cppo")
+    for name in ("feasible_angle", "plane_solution", "solve_with_floor", "e_step", "solve_target_ratio",
+                 "m_step_loss", "gaussian_kl", "scale_step_to_kl", "CostWindow", "CostCalibration", "cppo_update",
+                 "scheduled_cost_limit", "compute_gae", "RunningMeanStd", "Actor", "Critic", "final_evaluation"):
+        assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
+    cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name != "exp_name"}
+    dyna_fields = {f.name: f.default for f in dataclasses.fields(dyna.Args)}
+    assert all(dyna_fields[k] == v for k, v in cppo_fields.items())
 
 
 def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
