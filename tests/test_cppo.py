@@ -324,15 +324,21 @@ def synthetic_batch(n=2000, obs_dim=6, act_dim=2, seed=0):
     return actor, batch
 
 
+def updater(actor, obs_dim=6):
+    """cppo_update of `actor` with fresh critics and optimizers kept across calls: update(batch, margin,
+    calibration, args, **kw), never in forced recovery."""
+    critic, cost_critic = cppo.Critic(obs_dim), cppo.Critic(obs_dim)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
+    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
+    return lambda batch, margin, calibration, args, **kw: cppo.cppo_update(
+        actor, critic, cost_critic, optimizer, critic_optimizer, batch, margin, False, calibration, args, **kw)
+
+
 @pytest.mark.parametrize("max_step_scale", [0.0, 10.0])
 def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
     actor, batch = synthetic_batch()
-    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
-    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
-    args = cppo.Args(max_step_scale=max_step_scale, num_minibatches=8)
-    stats = cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, 1.0, False,
-                             cppo.CostCalibration(False), args)
+    stats = updater(actor)(batch, 1.0, cppo.CostCalibration(False),
+                           cppo.Args(max_step_scale=max_step_scale, num_minibatches=8))
     with torch.no_grad():
         kl = cppo.gaussian_kl(batch["old_mean"], torch.full((2,), -0.5), actor.mean(batch["obs"]),
                               actor.log_std).mean().item()
@@ -362,17 +368,11 @@ def test_scale_step_to_kl_shrinks_a_step_that_overshoots():
 
 def test_calibration_is_measured_on_real_updates_only():
     actor, batch = synthetic_batch(seed=3)
-    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
-    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
     batch["held_out"] = torch.arange(2000) % 8 == 0
-    calibration = cppo.CostCalibration(True)
-    args = cppo.Args(num_minibatches=8)
-    cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False, calibration, args,
-                     calibrate=False)
+    calibration, update, args = cppo.CostCalibration(True), updater(actor), cppo.Args(num_minibatches=8)
+    update(batch, -0.01, calibration, args, calibrate=False)
     assert calibration.den == 0.0 and calibration.share == 1.0  # e.g. an imagined update: nothing measured
-    stats = cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False,
-                             calibration, args)
+    stats = update(batch, -0.01, calibration, args)
     assert calibration.den > 0 and np.isfinite(stats["cppo/realised_cost_change"])
     assert stats["cppo/planned_cost_change"] < 0  # over the limit: the plan lowers cost
 
@@ -417,19 +417,14 @@ def test_held_out_samples_are_not_fitted():
     held_out = torch.arange(2000) % 8 == 3
     batch["obs"][held_out, 0] = 123.0
     batch["held_out"] = held_out
-    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
-    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
     seen, log_prob = [], actor.log_prob
     actor.log_prob = lambda obs, act: (seen.append(obs[:, 0].detach().clone()), log_prob(obs, act))[1]
-    calibration = cppo.CostCalibration(True)
-    cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False, calibration,
-                     cppo.Args(num_minibatches=8, update_epochs=2))
+    calibration, update = cppo.CostCalibration(True), updater(actor)
+    update(batch, -0.01, calibration, cppo.Args(num_minibatches=8, update_epochs=2))
     fitted = torch.cat(seen[:-1])  # the last call: the whole batch, to measure the realised change
     assert len(seen[-1]) == 2000 and (seen[-1] == 123.0).sum() == 250
     assert len(fitted) == 2 * 1750 and not (fitted == 123.0).any()
     assert calibration.den > 0
     batch["held_out"] = torch.ones(2000, dtype=torch.bool)
     with pytest.raises(ValueError, match="held out"):
-        cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, -0.01, False, calibration,
-                         cppo.Args(num_minibatches=8))
+        update(batch, -0.01, calibration, cppo.Args(num_minibatches=8))
