@@ -86,8 +86,8 @@ steps_for() {  # the --total-timesteps of an env from STEPS ("N" or "ENV=N,ENV=N
   done
 }
 
-num_envs_for() {  # the scripts' default --num-envs (2 in quick mode), for the throughput table
-  if [ "$QUICK" = 1 ]; then echo 2; elif [ "$1" = cvpo ]; then echo 4; else echo 8; fi
+num_envs_for() {  # the scripts' default --num-envs for ALGO ENV (2 in quick mode), for the throughput table
+  if [ "$QUICK" = 1 ] || [[ "$2" != *Velocity* ]]; then echo 2; elif [ "$1" = cvpo ]; then echo 4; else echo 8; fi
 }
 
 quick_args() {  # tiny sizes: 2 envs x 1000 steps (one velocity-task episode each), a few updates
@@ -120,7 +120,7 @@ NUM_TASKS=$(wc -l < "$OUT/tasks.txt")
 
 if [ "$THROUGHPUT" = 1 ]; then  # raw stepping of each env at each num_envs the runs use, measured before the runs
   for env in ${ENVS//,/ }; do
-    for n in $(for algo in ${ALGOS//,/ }; do num_envs_for "$algo"; done | sort -u); do
+    for n in $(for algo in ${ALGOS//,/ }; do num_envs_for "$algo" "$env"; done | sort -u); do
       raw_steps=$([ "$QUICK" = 1 ] && echo 2000 || echo 50000)
       "$PYTHON" "$ROOT/benchmarks/env_sps.py" --env-id "$env" --num-envs "$n" --steps "$raw_steps" \
         > "$OUT/throughput/${env}__${n}.json" 2> "$OUT/logs/throughput__${env}__${n}.log" \

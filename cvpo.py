@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -61,8 +62,8 @@ class Args:
     """the Safety-Gymnasium environment id"""
     total_timesteps: int = 300_000
     """total environment steps of the experiment"""
-    num_envs: int = 4
-    """the number of parallel environments"""
+    num_envs: Optional[int] = None
+    """the number of parallel environments (None: 2 for navigation tasks, 4 for velocity tasks; see `env_layout`)"""
     vector_env: Literal["auto", "sync", "async"] = "auto"
     """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
     cost_limit: float = 25.0
@@ -117,6 +118,13 @@ class Args:
     """the discount factor (reward and cost)"""
     tau: float = 0.005
     """polyak step of the target networks: target <- (1 - tau) target + tau online"""
+
+
+def env_layout(args: Args) -> Args:
+    """Fill in --num-envs left at None. A navigation env is a worker process of ~500 MB (MuJoCo's arena, rebuilt
+    at every reset), so navigation tasks run 2; velocity tasks step 4 in this process."""
+    num_envs = args.num_envs if args.num_envs is not None else (4 if "Velocity" in args.env_id else 2)
+    return dataclasses.replace(args, num_envs=num_envs)
 
 
 def check_args(args: Args) -> None:
@@ -353,6 +361,27 @@ def make_envs(args: Args):
     return envs
 
 
+def step_envs(envs, action: np.ndarray, run_dir: str):
+    """envs.step(action); a worker process that died (killed by the kernel's OOM killer, crashed) ends the run with
+    one line naming the cause, instead of an EOFError traceback. progress.csv keeps the rows logged so far."""
+    try:
+        return envs.step(action)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
+            time.sleep(0.05)
+        causes = []
+        for i, process in [(i, p) for i, p in enumerate(processes) if not p.is_alive()]:
+            code = process.exitcode
+            cause = f"exit code {code}" if code is None or code >= 0 else f"killed by {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                cause += " (likely out of memory: the kernel's OOM killer sends SIGKILL; see README, Memory)"
+            causes.append(f"env worker {i} (pid {process.pid}) {cause}")
+        envs.close(terminate=True)
+        raise SystemExit(f"error: {'; '.join(causes) or 'an env worker process died'}; "
+                         f"the rows logged so far are in {os.path.join(run_dir, 'progress.csv')}") from None
+
+
 def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu",
                   rng: Optional[np.random.Generator] = None) -> np.ndarray:
     """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
@@ -492,6 +521,7 @@ class RunLogger:
 
 
 def main(args: Args) -> dict:
+    args = env_layout(args)
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -519,8 +549,8 @@ def main(args: Args) -> dict:
     for target, online in ((target_actor, actor), (q1_target, q1), (q2_target, q2), (qc_target, qc)):
         target.load_state_dict(online.state_dict())
     critic_params = list(q1.parameters()) + list(q2.parameters()) + list(qc.parameters())
-    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_lr)
-    policy_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr)
+    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_lr, fused=True)
+    policy_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, act_dim)
     episode_len = gymnasium.spec(args.env_id).max_episode_steps
@@ -544,7 +574,7 @@ def main(args: Args) -> dict:
             with torch.no_grad():
                 x = torch.as_tensor(obs_rms.normalize(raw_obs), dtype=torch.float32, device=device)
                 actions = actor.sample(x).cpu().numpy().astype(np.float64)
-        next_obs, reward, cost, terminated, truncated, info = envs.step(actions)
+        next_obs, reward, cost, terminated, truncated, info = step_envs(envs, actions, run_dir)
         real_next_obs = next_obs.copy()  # the vector env auto-resets: the true last observation is in the info
         for i in np.flatnonzero(terminated | truncated):
             real_next_obs[i] = info["final_observation"][i]

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections import deque
@@ -68,8 +69,8 @@ class Args:
     """the Safety-Gymnasium environment id"""
     total_timesteps: int = 1_000_000
     """total environment steps of the experiment"""
-    num_envs: int = 8
-    """the number of parallel environments"""
+    num_envs: Optional[int] = None
+    """the number of parallel environments (None: 2 for navigation tasks, 8 for velocity tasks; see `env_layout`)"""
     vector_env: Literal["auto", "sync", "async"] = "auto"
     """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
     cost_limit: float = 25.0
@@ -87,8 +88,8 @@ class Args:
     """evaluate this `--save-model` checkpoint on the env it was trained on (both modes, --eval-episodes each,
     seeds from --seed as at the end of training) and exit: nothing is trained"""
 
-    num_steps: int = 1000
-    """steps per environment per rollout (batch size = num_envs * num_steps)"""
+    num_steps: Optional[int] = None
+    """steps per environment per rollout (None: 8000 // num_envs, a batch of 8 episodes of 1000 steps)"""
     learning_rate: float = 3e-4
     """the Adam learning rate of the policy (M-step)"""
     critic_learning_rate: float = 1e-3
@@ -115,9 +116,9 @@ class Args:
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
     cost_calibration: bool = True
     """if toggled, plan the E-step's cost constraint with the measured share c of planned cost changes that
-    updates realise (kappa / c); off, the paper's linear model (c = 1). It is measured on one env's trajectory
-    per update (in turn), which the policy is then not fitted to; with --num-envs 1 nothing is held out and
-    c is measured on the fitted samples (near 1)"""
+    updates realise (kappa / c); off, the paper's linear model (c = 1). It is measured on an eighth of the batch
+    per update (one env's trajectory or a stretch of it, in turn), which the policy is then not fitted to;
+    with --num-envs 1 nothing is held out and c is measured on the fitted samples (near 1)"""
     cost_share_floor: float = 0.02
     """the smallest share c the calibration assumes: it caps the gain 1 / c of the cost lever"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
@@ -155,6 +156,16 @@ class Args:
     """the number of passes over each rollout"""
     max_grad_norm: float = 0.5
     """the maximum norm of the gradient"""
+
+def env_layout(args: Args) -> Args:
+    """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
+    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
+    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
+    8 episodes of 1000 steps. More cores: raise --num-envs."""
+    num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
+    num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
+    return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
+
 
 def check_args(args: Args) -> None:
     """Reject bad input with one clear line, before anything is built."""
@@ -470,7 +481,7 @@ class CostWindow:
 class CostCalibration:
     """The share c of a planned cost change that an update realises: the E-step plans v_bar . A_c, the M-step
     then moves the ratio to r and realises (r - 1) . A_c, both first order and measured on the samples of the
-    batch the policy was not fitted to (one env's trajectory; all samples when nothing is held out, where the
+    batch the policy was not fitted to (an eighth of the batch; all samples when nothing is held out, where the
     policy also fits A_c's noise and c stays near 1). c is the running least-squares slope of realised on
     planned (momentum m), clipped to [floor, 1]: a slope that is noise around 0 gives the floor. 1 until
     measured, and always 1 when disabled (the paper's uncalibrated model). It scales kappa on both sides of
@@ -489,6 +500,19 @@ class CostCalibration:
         if not self.enabled or self.den <= 0:
             return 1.0
         return min(1.0, max(self.floor, self.num / self.den))
+
+
+def held_out_samples(T: int, N: int, update: int, device="cpu") -> torch.Tensor:
+    """Which samples of a [T, N] rollout (flattened t * N + env) the calibration holds out this update: an eighth of
+    the batch, in turn. With 8 envs that is one env's trajectory; with N < 8 envs, one of the 8 // N stretches of
+    one env's trajectory (with 2 envs x 4000 steps: 1000 steps of one env)."""
+    stretches = max(1, 8 // N)  # per env
+    slot = update % (N * stretches)
+    env, stretch = slot % N, slot // N
+    rows = torch.arange(T, device=device) * stretches // T == stretch
+    held_out = torch.zeros(T, N, dtype=torch.bool, device=device)
+    held_out[rows, env] = True
+    return held_out.reshape(-1)
 
 
 def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
@@ -527,14 +551,14 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
                 policy_loss = m_step_loss(ratio, v[fit], args.ratio_floor, weight)
                 optimizer.zero_grad()
                 policy_loss.backward()
-                nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
                 policy_losses.append(policy_loss.detach())
             value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
             cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
             critic_optimizer.zero_grad()
             (value_loss + cost_value_loss).backward()
-            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm)
+            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm, foreach=True)
             critic_optimizer.step()
             critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
         if fitting:
@@ -713,6 +737,27 @@ def make_envs(args: Args):
     return envs
 
 
+def step_envs(envs, action: np.ndarray, run_dir: str):
+    """envs.step(action); a worker process that died (killed by the kernel's OOM killer, crashed) ends the run with
+    one line naming the cause, instead of an EOFError traceback. progress.csv keeps the rows logged so far."""
+    try:
+        return envs.step(action)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
+            time.sleep(0.05)
+        causes = []
+        for i, process in [(i, p) for i, p in enumerate(processes) if not p.is_alive()]:
+            code = process.exitcode
+            cause = f"exit code {code}" if code is None or code >= 0 else f"killed by {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                cause += " (likely out of memory: the kernel's OOM killer sends SIGKILL; see README, Memory)"
+            causes.append(f"env worker {i} (pid {process.pid}) {cause}")
+        envs.close(terminate=True)
+        raise SystemExit(f"error: {'; '.join(causes) or 'an env worker process died'}; "
+                         f"the rows logged so far are in {os.path.join(run_dir, 'progress.csv')}") from None
+
+
 def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu",
                   rng: Optional[np.random.Generator] = None) -> np.ndarray:
     """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
@@ -846,6 +891,7 @@ class RunLogger:
 
 
 def main(args: Args) -> dict:
+    args = env_layout(args)
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -869,8 +915,8 @@ def main(args: Args) -> dict:
     actor = Actor(obs_dim, act_dim).to(device)
     critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
-    optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5)
-    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
     episode_len = gymnasium.spec(args.env_id).max_episode_steps  # T in the per-step margin d' = (d - J_c) / T
     measured_cost, in_recovery = 0.0, False
@@ -879,7 +925,7 @@ def main(args: Args) -> dict:
 
     model_generator = torch.Generator().manual_seed(args.seed + 1)
     model = DynamicsModel(obs_dim, act_dim, args.model_hidden, model_generator).to(device)
-    model_optimizer = torch.optim.Adam(model.parameters(), lr=args.model_lr)
+    model_optimizer = torch.optim.Adam(model.parameters(), lr=args.model_lr, fused=True)
     replay = deque(maxlen=args.buffer_rollouts)  # D_real: whole rollouts, episode ends kept
     reward_range, cost_range = [np.inf, -np.inf], [np.inf, -np.inf]  # of real data: imagined values are clipped
     low_t, high_t = (torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
@@ -914,7 +960,8 @@ def main(args: Args) -> dict:
             with torch.no_grad():
                 mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
             act_buf[t] = mean + std * noise[t]
-            raw_obs, reward, cost, terminated, truncated, info = envs.step(np.clip(act_buf[t], low, high))
+            raw_obs, reward, cost, terminated, truncated, info = step_envs(
+                envs, np.clip(act_buf[t], low, high), run_dir)
             global_step += N
             cumulative_cost += cost.sum()
             ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
@@ -956,8 +1003,8 @@ def main(args: Args) -> dict:
         elif args.recovery_trigger == "cost" and measured_cost > cost_limit:
             in_recovery = True
         cost_margin = (cost_limit - measured_cost) / episode_len
-        if args.cost_calibration and N > 1:  # one env's trajectory (in turn) checks what the update realises
-            real["held_out"] = torch.arange(T * N, device=device) % N == update % N
+        if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises
+            real["held_out"] = held_out_samples(T, N, update, device)
         stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, real, cost_margin, in_recovery,
                             calibration, args)
         in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
@@ -993,7 +1040,7 @@ def main(args: Args) -> dict:
                 loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)), args.model_step_weight)
                 model_optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+                nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=True)
                 model_optimizer.step()
                 model_losses.append(loss.detach())
         model_stats["model/loss"] = torch.stack(model_losses).mean().item()

@@ -4,6 +4,7 @@ import glob
 import importlib.util
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -61,3 +62,11 @@ def assert_finite_rows(rows: list, columns, skip=("episodic_return", "episodic_c
     for key in skip:
         if key in rows[-1]:
             assert math.isfinite(float(rows[-1][key])), (key, rows[-1][key])
+
+
+def top_level_source(path: str, name: str) -> str:
+    """The text of the top-level `def name` or `class name` in a script, up to the next top-level statement."""
+    text = open(path).read()
+    match = re.search(rf"^(def|class) {name}\b.*?(?=^\S)", text, flags=re.S | re.M)
+    assert match, name
+    return match.group(0)

@@ -428,3 +428,23 @@ def test_held_out_samples_are_not_fitted():
     batch["held_out"] = torch.ones(2000, dtype=torch.bool)
     with pytest.raises(ValueError, match="held out"):
         update(batch, -0.01, calibration, cppo.Args(num_minibatches=8))
+
+
+def test_held_out_samples_are_an_eighth_of_the_batch_in_turn():
+    # 8 envs: one env's trajectory, env = update mod 8 (flattened index t * N + env)
+    for update in range(16):
+        expected = torch.arange(1000 * 8) % 8 == update % 8
+        assert torch.equal(cppo.held_out_samples(1000, 8, update), expected)
+    # 2 envs x 4000 steps: 1000 consecutive steps of one env; 8 updates hold out every sample exactly once
+    seen = torch.zeros(4000, 2, dtype=torch.int64)
+    for update in range(8):
+        mask = cppo.held_out_samples(4000, 2, update).reshape(4000, 2)
+        assert mask.sum() == 1000
+        env = int(mask.any(0).nonzero())
+        steps = mask[:, env].nonzero().squeeze(1)
+        assert torch.equal(steps, torch.arange(steps[0], steps[0] + 1000))
+        seen += mask
+    assert torch.equal(seen, torch.ones(4000, 2, dtype=torch.int64))
+    # 16 envs: still one env's trajectory (a sixteenth)
+    assert cppo.held_out_samples(100, 16, 5).reshape(100, 16)[:, 5].all()
+    assert cppo.held_out_samples(100, 16, 5).sum() == 100

@@ -3,13 +3,12 @@ rollouts, windows that respect episode ends, and the reduction to CPPO with --mo
 import dataclasses
 import math
 import os
-import re
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import load_script, only_run_dir, read_progress
+from helpers import load_script, only_run_dir, read_progress, top_level_source
 
 dyna = load_script("dyna_cppo")
 
@@ -198,21 +197,13 @@ def test_zero_model_rollouts_is_exactly_cppo(tmp_path, monkeypatch):
         assert float(row["cost_margin"]) == pytest.approx((limit - measured) / 1000)
 
 
-def top_level_source(path: str, name: str) -> str:
-    """The text of the top-level `def name` or `class name` in a script, up to the next top-level statement."""
-    text = open(path).read()
-    match = re.search(rf"^(def|class) {name}\b.*?(?=^\S)", text, flags=re.S | re.M)
-    assert match, name
-    return match.group(0)
-
-
 def test_cppo_update_is_cppos_line_for_line():
     # The CPPO part of dyna_cppo.py is a copy of cppo.py's: the same source, piece by piece, and the same
     # shared arguments with the same defaults.
     cppo = load_script("cppo")
     for name in ("feasible_angle", "plane_solution", "solve_with_floor", "e_step", "solve_target_ratio",
                  "m_step_loss", "gaussian_kl", "scale_step_to_kl", "CostWindow", "CostCalibration", "cppo_update",
-                 "scheduled_cost_limit", "compute_gae", "RunningMeanStd", "Actor", "Critic", "final_evaluation"):
+                 "scheduled_cost_limit", "held_out_samples", "compute_gae", "RunningMeanStd", "Actor", "Critic", "final_evaluation"):
         assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
     cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name != "exp_name"}
     dyna_fields = {f.name: f.default for f in dataclasses.fields(dyna.Args)}

@@ -2,11 +2,16 @@
 import glob
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from helpers import assert_clean_error, assert_finite_rows, load_script, only_run_dir, read_progress, run_script
+from helpers import (ROOT, assert_clean_error, assert_finite_rows, load_script, only_run_dir, read_progress, run_script,
+                     top_level_source)
 
 COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cost_rate"]
 SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
@@ -198,3 +203,64 @@ def test_non_finite_loss_stops_the_run(tmp_path, monkeypatch, script):
     args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=1, eval_episodes=0, **{**sizes, **fields})
     with pytest.raises(SystemExit, match=f"non-finite {loss_name}"):
         module.main(args)
+
+
+def child_pids(pid: int) -> list:
+    children = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            children += [int(c) for c in f.read().split()]
+    return children
+
+
+@pytest.mark.parametrize("script", ["ppo", "cvpo"])
+def test_a_dead_env_worker_ends_the_run_with_one_line_and_keeps_progress_csv(tmp_path, script):
+    """SIGKILL (what the kernel's OOM killer sends) to one env worker of a running navigation run: the run stops with
+    a non-zero exit and one line naming the worker and the signal, and progress.csv keeps the rows logged so far."""
+    sizes = ["--log-every", "200", "--learning-starts", "100000"] if script == "cvpo" else ["--num-steps", "100"]
+    command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--num-envs", "2", "--total-timesteps", "1000000",
+               "--eval-episodes", "0", *sizes]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline, rows = time.time() + 120, []
+        while time.time() < deadline and len(rows) < 2:  # wait for two progress rows
+            time.sleep(0.5)
+            paths = glob.glob(os.path.join(tmp_path, "runs", "*", "progress.csv"))
+            rows = read_progress(os.path.dirname(paths[0])) if paths else []
+        assert len(rows) >= 2, "the run did not log two rows in time"
+        workers = child_pids(proc.pid)
+        assert len(workers) == 2, workers  # one process per navigation env
+        os.kill(workers[1], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: env worker 1 (pid {workers[1]}) killed by SIGKILL (likely out of memory"), last
+    assert "progress.csv" in last
+    assert len(read_progress(only_run_dir(tmp_path))) >= len(rows)
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_env_layout_defaults_follow_the_task(script):
+    """None means: 2 envs (processes) on navigation tasks, 8 (CVPO: 4) in-process on velocity tasks, and a batch of
+    8000 samples; what the user sets is kept."""
+    module = load_script(script)
+    nav, vel = (module.env_layout(module.Args(env_id=e)) for e in ("SafetyPointGoal1-v0",
+                                                                   "SafetyHalfCheetahVelocity-v1"))
+    assert nav.num_envs == 2 and vel.num_envs == (4 if script == "cvpo" else 8)
+    assert module.env_layout(module.Args(num_envs=5)).num_envs == 5
+    if script != "cvpo":
+        assert (nav.num_steps, vel.num_steps) == (4000, 1000)
+        assert module.env_layout(module.Args(num_envs=4)).num_steps == 2000
+        assert module.env_layout(module.Args(num_steps=7)).num_steps == 7
+
+
+def test_shared_plumbing_is_the_same_in_every_script():
+    """A fix to the env layout or to the dead-worker message in one script cannot silently miss the others."""
+    for name, scripts in (("step_envs", list(SCRIPTS)), ("env_layout", [s for s in SCRIPTS if s != "cvpo"])):
+        sources = {s: top_level_source(os.path.join(ROOT, f"{s}.py"), name) for s in scripts}
+        assert len(set(sources.values())) == 1, (name, sorted(sources))
