@@ -503,11 +503,12 @@ def held_out_samples(T: int, N: int, update: int, device="cpu") -> torch.Tensor:
 
 def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
                 in_recovery: bool, calibration: CostCalibration, args: "Args", calibrate: bool = True,
-                scale_step: bool = True) -> dict:
+                scale_step: bool = True, train_critics: bool = True) -> dict:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
     cost_adv, ret, cost_ret, and optionally held_out (samples the policy is not fitted to; they measure the
     calibration). The same rule serves real and imagined data; `calibrate` feeds the realised cost change of
-    this update to `calibration`, `scale_step` scales the fitted step to the KL budget (--max-step-scale)."""
+    this update to `calibration`, `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without)."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
@@ -540,13 +541,14 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
                 nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
                 policy_losses.append(policy_loss.detach())
-            value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
-            cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
-            critic_optimizer.zero_grad()
-            (value_loss + cost_value_loss).backward()
-            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm, foreach=True)
-            critic_optimizer.step()
-            critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
+            if train_critics:
+                value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
+                cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
+                critic_optimizer.zero_grad()
+                (value_loss + cost_value_loss).backward()
+                nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm, foreach=True)
+                critic_optimizer.step()
+                critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
         if fitting:
             policy_epochs += 1
             with torch.no_grad():
@@ -566,7 +568,7 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
         realised = ((ratio[check] - 1) @ cost_adv[check]).item() * n / int(check.sum())
     if calibrate:
         calibration.update(planned, realised)
-    value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist()
+    value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist() if critic_losses else (math.nan,) * 2
     return {"cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"], "cppo/recovery": e_info["recovery"],
             "cppo/clipped_fraction": e_info["clipped_fraction"], "cppo/m_step_epochs": policy_epochs,
             "cppo/fit_error": fit_error, "cppo/fit_kl": fit_kl, "cppo/step_scale": scale,

@@ -13,7 +13,13 @@ CPPO (Xuan et al. 2023, arXiv:2305.14216) and Dyna (Sutton 1991). Each iteration
 The CPPO update (cppo_update) is cppo.py's line for line, with its departures from the paper (KL-scaled M-step,
 calibrated cost lever, cost window; see cppo.py's docstring). The calibration is measured on real updates
 only, and the imagined update keeps the plain regression step (not scaled to the KL budget), so that one
-iteration does not move the policy by two trust regions.
+iteration does not move the policy by two trust regions. Three switches restrict imagination to where the model
+is right; by default they are open (Algorithm 1 as written) until runs show which settings help:
+- --imagination-min-skill S: imagine only while the model beats a zero-change and a mean-delta predictor on the
+  latest rollout's windows by more than S (model/skill, measured before the model trains on them);
+- --imagined-kl-frac F: the imagined update's trust region is F * delta;
+- --no-imagined-critics: the imagined update leaves the critics to real data (model-made returns would feed
+  the next real GAE).
 With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
 
 Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5 --save-model
@@ -136,6 +142,15 @@ class Args:
     """imagined rollouts (starts) per iteration; 0 turns imagination off and reduces to CPPO"""
     model_start_iter: int = 5
     """iterations of real data (and model training) before imagination starts"""
+    imagination_min_skill: float = -math.inf
+    """imagine only while model/skill (the model against the better of a zero-change and a mean-delta predictor,
+    on the latest rollout's windows before it trains on them) is above this, e.g. 0; otherwise the iteration is
+    CPPO's. The default, -inf, imagines whatever the skill, as Algorithm 1 does"""
+    imagined_kl_frac: float = 1.0
+    """the imagined update's trust region as a fraction of --kl-budget (the real update may have spent all of it)"""
+    imagined_critics: bool = True
+    """if toggled, the imagined update also fits both critics to model-made returns, which feed the next real GAE
+    (Algorithm 1); --no-imagined-critics leaves the critics to real data"""
     multi_step_k: int = 5
     """K: the model is trained on its own k-step predictions, k = 1..K"""
     model_step_weight: float = 1.0
@@ -178,6 +193,10 @@ def check_args(args: Args) -> None:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.model_rollouts < 0 or args.model_start_iter < 0:
         raise SystemExit("error: --model-rollouts and --model-start-iter must be >= 0")
+    if not 0 < args.imagined_kl_frac <= 1:
+        raise SystemExit(f"error: --imagined-kl-frac must be in (0, 1], got {args.imagined_kl_frac}")
+    if np.isnan(args.imagination_min_skill):
+        raise SystemExit("error: --imagination-min-skill must be a number (or -inf), got nan")
     episode_len = gymnasium.spec(args.env_id).max_episode_steps
     if args.horizon > episode_len:
         raise SystemExit(f"error: --horizon {args.horizon} is longer than an episode of {args.env_id} ({episode_len})")
@@ -517,11 +536,12 @@ def held_out_samples(T: int, N: int, update: int, device="cpu") -> torch.Tensor:
 
 def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
                 in_recovery: bool, calibration: CostCalibration, args: "Args", calibrate: bool = True,
-                scale_step: bool = True) -> dict:
+                scale_step: bool = True, train_critics: bool = True) -> dict:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
     cost_adv, ret, cost_ret, and optionally held_out (samples the policy is not fitted to; they measure the
     calibration). The same rule serves real and imagined data; `calibrate` feeds the realised cost change of
-    this update to `calibration`, `scale_step` scales the fitted step to the KL budget (--max-step-scale)."""
+    this update to `calibration`, `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without)."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
@@ -554,13 +574,14 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
                 nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm, foreach=True)
                 optimizer.step()
                 policy_losses.append(policy_loss.detach())
-            value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
-            cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
-            critic_optimizer.zero_grad()
-            (value_loss + cost_value_loss).backward()
-            nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm, foreach=True)
-            critic_optimizer.step()
-            critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
+            if train_critics:
+                value_loss = 0.5 * (critic(obs[idx]) - batch["ret"][idx]).pow(2).mean()
+                cost_value_loss = 0.5 * (cost_critic(obs[idx]) - batch["cost_ret"][idx]).pow(2).mean()
+                critic_optimizer.zero_grad()
+                (value_loss + cost_value_loss).backward()
+                nn.utils.clip_grad_norm_(critic_params, args.max_grad_norm, foreach=True)
+                critic_optimizer.step()
+                critic_losses.append(torch.stack([value_loss.detach(), cost_value_loss.detach()]))
         if fitting:
             policy_epochs += 1
             with torch.no_grad():
@@ -580,7 +601,7 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
         realised = ((ratio[check] - 1) @ cost_adv[check]).item() * n / int(check.sum())
     if calibrate:
         calibration.update(planned, realised)
-    value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist()
+    value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist() if critic_losses else (math.nan,) * 2
     return {"cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"], "cppo/recovery": e_info["recovery"],
             "cppo/clipped_fraction": e_info["clipped_fraction"], "cppo/m_step_epochs": policy_epochs,
             "cppo/fit_error": fit_error, "cppo/fit_kl": fit_kl, "cppo/step_scale": scale,
@@ -648,7 +669,8 @@ MODEL_KEYS = ("model/loss", "model/one_step_error", "model/k_step_error", "model
               "model/zero_change_k_step_error", "model/mean_delta_error", "model/mean_delta_k_step_error",
               "model/skill", "model/k_step_skill", "model/reward_error", "model/reward_baseline_error",
               "model/cost_precision", "model/cost_recall", "imagined/return", "imagined/cost", "imagined/approx_kl",
-              "imagined/recovery")  # progress.csv keys of the model and of imagination (NaN when not measured)
+              "imagined/recovery", "imagined/on")
+# ^ the progress.csv keys of the model and of imagination (NaN when not measured)
 
 
 def model_skill(model: DynamicsModel, obs, act, next_obs, rew, cost, mean_delta, mean_reward: float) -> dict:
@@ -696,6 +718,12 @@ def windows(rollout: dict, starts: np.ndarray, k: int, obs_rms: "RunningMeanStd"
     return (as_t(obs_rms.normalize(rollout["obs"][starts[:, 0], starts[:, 1]])), as_t(rollout["act"][t, n]),
             as_t(obs_rms.normalize(rollout["next_obs"][t, n])), as_t(rollout["rew"][t, n]),
             as_t(rollout["cost"][t, n]))
+
+
+def imagination_on(skill: float, update: int, args: Args) -> bool:
+    """Whether this iteration runs an imagined update: after --model-start-iter iterations, and only while the
+    model beats the baselines by more than --imagination-min-skill (a NaN skill, not measured yet, never does)."""
+    return args.model_rollouts > 0 and update > args.model_start_iter and skill > args.imagination_min_skill
 
 
 def imagine(model: DynamicsModel, actor, start_obs: torch.Tensor, horizon: int, low, high, reward_range,
@@ -1047,15 +1075,19 @@ def main(args: Args) -> dict:
         model_stats["time_model"], imagination_start = time.time() - model_start, time.time()
 
         # Imagination: H model steps of the current policy from states of this rollout, then the same update.
-        if args.model_rollouts > 0 and update > args.model_start_iter:
+        imagining = imagination_on(model_stats.get("model/skill", math.nan), update, args)
+        model_stats["imagined/on"] = float(imagining)
+        if imagining:
             pick = torch.randint(T * N, (args.model_rollouts,), generator=model_generator).to(device)
             img_obs, img_act, img_rew, img_cost = imagine(model, actor, real["obs"][pick], args.horizon, low_t,
                                                           high_t, reward_range, cost_range, model_generator)
             no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
             imagined = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end,
                                         torch.zeros((2,) + img_rew.shape, device=device), args)
+            imagined_args = dataclasses.replace(args, kl_budget=args.imagined_kl_frac * args.kl_budget)
             img_stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, imagined, cost_margin,
-                                    in_recovery, calibration, args, calibrate=False, scale_step=False)
+                                    in_recovery, calibration, imagined_args, calibrate=False, scale_step=False,
+                                    train_critics=args.imagined_critics)
             model_stats.update({"imagined/return": img_rew.sum(0).mean().item(),
                                 "imagined/cost": img_cost.sum(0).mean().item(),
                                 "imagined/approx_kl": img_stats["approx_kl"],

@@ -175,15 +175,18 @@ def run_main(module, cwd, **fields):
     return read_progress(only_run_dir(cwd))
 
 
-def test_zero_model_rollouts_is_exactly_cppo(tmp_path, monkeypatch):
+@pytest.mark.parametrize("switch_off", [{"model_rollouts": 0}, {"model_start_iter": 0, "imagination_min_skill": 1.0}])
+def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_off):
     # PointGoal1 with a low limit, a short cost window and the curriculum: episodes end, the window, the
     # calibration, the recovery switch and the scheduled limit all act, and the rows must still be equal.
+    # Off: no imagined rollouts, or a skill gate no model passes (skill <= 1).
     monkeypatch.chdir(tmp_path)
     cost = dict(env_id="SafetyPointGoal1-v0", num_steps=500, total_timesteps=6000, cost_limit=2.0, cost_window=2,
                 cost_limit_start=6.0, cost_limit_anneal=0.5)
     cppo = load_script("cppo")
     cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)
-    dyna_rows = run_main(dyna, tmp_path / "dyna", model_rollouts=0, **cost)
+    dyna_rows = run_main(dyna, tmp_path / "dyna", **switch_off, **cost)
+    assert all(float(r["imagined/on"]) == 0.0 for r in dyna_rows)
     shared = [k for k in cppo_rows[0] if k in dyna_rows[0] and k != "sps" and not k.startswith("time_")]
     assert len(shared) > 25
     assert [{k: r[k] for k in shared} for r in cppo_rows] == [{k: r[k] for k in shared} for r in dyna_rows]
@@ -203,7 +206,8 @@ def test_cppo_update_is_cppos_line_for_line():
     cppo = load_script("cppo")
     for name in ("feasible_angle", "plane_solution", "solve_with_floor", "e_step", "solve_target_ratio",
                  "m_step_loss", "gaussian_kl", "scale_step_to_kl", "CostWindow", "CostCalibration", "cppo_update",
-                 "scheduled_cost_limit", "held_out_samples", "compute_gae", "RunningMeanStd", "Actor", "Critic", "final_evaluation"):
+                 "scheduled_cost_limit", "held_out_samples", "compute_gae", "RunningMeanStd", "Actor", "Critic",
+                 "final_evaluation"):
         assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
     cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name != "exp_name"}
     dyna_fields = {f.name: f.default for f in dataclasses.fields(dyna.Args)}
@@ -213,7 +217,7 @@ def test_cppo_update_is_cppos_line_for_line():
 def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = run_main(dyna, tmp_path / "run", num_steps=500, total_timesteps=3000, model_start_iter=0,
-                    model_rollouts=64, cost_limit=0.5)
+                    model_rollouts=64, imagination_min_skill=-1e9, cost_limit=0.5)
     costs, weights = [], []  # J_c: the window (32, more than ever end here) of every real episode so far
     for row in rows:
         if int(row["episodes"]) > 0:
@@ -222,4 +226,52 @@ def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
         measured = np.average(costs, weights=weights) if costs else 0.0
         assert float(row["cost_margin"]) == pytest.approx((0.5 - measured) / 1000)
         assert int(row["cost_estimate_episodes"]) == sum(weights)
-    assert all(np.isfinite(float(r["imagined/return"])) for r in rows)
+    assert all(np.isfinite(float(r["imagined/return"])) for r in rows[1:])  # the first has no skill measured
+
+
+def test_the_gate_imagines_only_while_the_model_beats_the_baselines():
+    args = dyna.Args(model_start_iter=5, imagination_min_skill=0.0)
+    assert dyna.imagination_on(0.3, 6, args)
+    assert not dyna.imagination_on(0.3, 5, args)  # still warming up
+    for skill in (0.0, -0.4, math.nan):  # no better than a baseline, worse, not measured yet
+        assert not dyna.imagination_on(skill, 6, args)
+    assert not dyna.imagination_on(0.3, 6, dyna.Args(imagination_min_skill=0.5))
+    assert not dyna.imagination_on(0.9, 6, dyna.Args(model_rollouts=0))
+    assert dyna.imagination_on(-0.4, 6, dyna.Args())  # the default gate is open: Algorithm 1 as written
+
+
+def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypatch):
+    """With the gate open (a threshold every model passes), imagination runs from the first update: its KL stays
+    within --imagined-kl-frac of delta (it stops the regression once past it: one minibatch epoch's overshoot)."""
+    monkeypatch.chdir(tmp_path)
+    rows = run_main(dyna, tmp_path / "run", model_start_iter=0, model_rollouts=64, imagination_min_skill=-1e9,
+                    imagined_kl_frac=0.25)
+    on = [r for r in rows if float(r["imagined/on"]) == 1.0]
+    assert len(on) == len(rows) - 1  # all but the first: no skill is measured before the model has trained
+    assert all(float(r["imagined/approx_kl"]) <= 2 * 0.25 * dyna.Args().kl_budget for r in on)
+
+
+@pytest.mark.parametrize("train_critics", [False, True])
+def test_the_critics_learn_from_a_batch_only_when_asked(train_critics):
+    torch.manual_seed(0)
+    n, obs_dim, act_dim = 400, 5, 2
+    actor, critic, cost_critic = dyna.Actor(obs_dim, act_dim), dyna.Critic(obs_dim), dyna.Critic(obs_dim)
+    obs = torch.randn(n, obs_dim)
+    with torch.no_grad():
+        old_mean = actor.mean(obs)
+        act = old_mean + actor.log_std.exp() * torch.randn(n, act_dim)
+        logp = actor.log_prob(obs, act)
+    batch = {"obs": obs, "act": act, "logp": logp, "old_mean": old_mean, "adv": torch.randn(n),
+             "cost_adv": torch.randn(n), "ret": 5 + torch.randn(n), "cost_ret": torch.rand(n)}
+    critic_params = list(critic.parameters()) + list(cost_critic.parameters())
+    before = [p.detach().clone() for p in critic_params]
+    actor_before = [p.detach().clone() for p in actor.parameters()]
+    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4)
+    critic_optimizer = torch.optim.Adam(critic_params, lr=1e-3)
+    stats = dyna.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, 0.01, False,
+                             dyna.CostCalibration(False), dyna.Args(num_minibatches=4), calibrate=False,
+                             scale_step=False, train_critics=train_critics)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, critic_params))
+    assert moved == train_critics
+    assert math.isfinite(stats["value_loss"]) == train_critics
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, actor.parameters()))  # the policy moves either way

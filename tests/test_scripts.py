@@ -30,7 +30,7 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
              ["SafetyPointCircle1-v0"]),
 }
 # Small imagination from the first update on, so that the short runs exercise the model and the imagined update.
-EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64}}
+EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64, "imagination_min_skill": -1e9}}
 # CVPO is off-policy: no rollouts; small networks, and updates from step 500 (one progress row per 1000 steps).
 OFF_POLICY = {"learning_starts": 500, "batch_size": 32, "num_sampled_actions": 4, "hidden": 32, "update_every": 8}
 SMOKE_SIZES = {"cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY}}
@@ -52,13 +52,16 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     rows = read_progress(run_dir)
     assert [int(r["global_step"]) for r in rows] == [1000, 2000]
     # NaN in the first rows, finite in the last: no episode has ended yet (episodic keys, the cost window), no model
-    # yet to hold data out (its scores). The cost head's precision and recall are NaN while it sees or predicts no
-    # cost, which a short run cannot rule out: not checked here (tests/test_dyna_cppo.py scores them).
+    # yet to hold data out (its scores), so no skill to open imagination's gate. The cost head's precision and
+    # recall are NaN while it sees or predicts no cost, which a short run cannot rule out: not checked here
+    # (tests/test_dyna_cppo.py scores them).
     first_rows_nan = ("episodic_return", "episodic_cost", "episodic_length", "cost_estimate",
-                      *(k for k in rows[0] if k.startswith("model/") and k != "model/loss"))
+                      *(k for k in rows[0] if k.startswith(("model/", "imagined/")) and k != "model/loss"))
     classifier = ("model/cost_precision", "model/cost_recall")
     assert_finite_rows([{k: v for k, v in r.items() if k not in classifier} for r in rows],
                        COMMON_COLUMNS + SCRIPTS[script][0], skip=[k for k in first_rows_nan if k not in classifier])
+    if script == "dyna_cppo":
+        assert float(rows[-1]["imagined/on"]) == 1.0 and np.isfinite(float(rows[-1]["imagined/return"]))
     assert "step      2000" in result.stdout
     # Both evaluations, on stdout and in summary.json, with the same keys in every script.
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
