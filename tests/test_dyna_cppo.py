@@ -241,14 +241,23 @@ def test_the_gate_imagines_only_while_the_model_beats_the_baselines():
 
 
 def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypatch):
-    """With the gate open (a threshold every model passes), imagination runs from the first update: its KL stays
-    within --imagined-kl-frac of delta (it stops the regression once past it: one minibatch epoch's overshoot)."""
+    """With the gate open (a threshold every model passes), imagination runs from the first update with a trust
+    region of --imagined-kl-frac * delta and, with --no-imagined-critics, without training the critics; its KL
+    stays within that region (the regression stops once past it: one minibatch epoch's overshoot)."""
     monkeypatch.chdir(tmp_path)
+    calls, update = [], dyna.cppo_update  # what main() hands the update: real (calibrated) or imagined
+    def recording_update(*a, **kw):
+        calls.append((kw.get("calibrate", True), a[9].kl_budget, kw.get("train_critics", True)))
+        return update(*a, **kw)
+    monkeypatch.setattr(dyna, "cppo_update", recording_update)
     rows = run_main(dyna, tmp_path / "run", model_start_iter=0, model_rollouts=64, imagination_min_skill=-1e9,
-                    imagined_kl_frac=0.25)
+                    imagined_kl_frac=0.25, imagined_critics=False)
     on = [r for r in rows if float(r["imagined/on"]) == 1.0]
     assert len(on) == len(rows) - 1  # all but the first: no skill is measured before the model has trained
-    assert all(float(r["imagined/approx_kl"]) <= 2 * 0.25 * dyna.Args().kl_budget for r in on)
+    delta = dyna.Args().kl_budget
+    assert [c for c in calls if c[0]] == [(True, delta, True)] * len(rows)  # real updates: the whole of delta
+    assert [c for c in calls if not c[0]] == [(False, 0.25 * delta, False)] * len(on)  # imagined: F * delta
+    assert all(float(r["imagined/approx_kl"]) <= 2 * 0.25 * delta for r in on)
 
 
 @pytest.mark.parametrize("train_critics", [False, True])
