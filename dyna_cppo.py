@@ -142,15 +142,17 @@ class Args:
     """imagined rollouts (starts) per iteration; 0 turns imagination off and reduces to CPPO"""
     model_start_iter: int = 5
     """iterations of real data (and model training) before imagination starts"""
-    imagination_min_skill: float = -math.inf
-    """imagine only while model/skill (the model against the better of a zero-change and a mean-delta predictor,
-    on the latest rollout's windows before it trains on them) is above this, e.g. 0; otherwise the iteration is
-    CPPO's. The default, -inf, imagines whatever the skill, as Algorithm 1 does"""
-    imagined_kl_frac: float = 1.0
-    """the imagined update's trust region as a fraction of --kl-budget (the real update may have spent all of it)"""
-    imagined_critics: bool = True
+    imagination_min_skill: float = 0.0
+    """imagine only while the model beats its baselines by more than this, in both its state skill (model/skill:
+    against the better of a zero-change and a mean-delta predictor) and its reward skill (model/reward_skill:
+    against the mean reward), measured on the latest rollout's windows before it trains on them; otherwise the
+    iteration is CPPO's. -inf imagines whatever the model's skill, as Algorithm 1 does"""
+    imagined_kl_frac: float = 0.5
+    """the imagined update's trust region as a fraction of --kl-budget (the real update may have spent all of it);
+    1 is Algorithm 1"""
+    imagined_critics: bool = False
     """if toggled, the imagined update also fits both critics to model-made returns, which feed the next real GAE
-    (Algorithm 1); --no-imagined-critics leaves the critics to real data"""
+    (Algorithm 1); by default the critics learn from real data only"""
     multi_step_k: int = 5
     """K: the model is trained on its own k-step predictions, k = 1..K"""
     model_step_weight: float = 1.0
@@ -633,7 +635,9 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
 
 
 class DynamicsModel(nn.Module):
-    """F(s, a) -> (s', r, cost logit) on normalised observations: an MLP predicts the state delta."""
+    """F(s, a) -> (s', r, cost logit) on normalised observations: an MLP predicts the state delta. The reward
+    head works in units of the real rewards' spread (reward_shift, reward_scale, set by fit_reward_scale):
+    navigation rewards are ~0.02 per step, too small beside the state error for the head to learn them raw."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, generator: torch.Generator):
         super().__init__()
@@ -643,23 +647,37 @@ class DynamicsModel(nn.Module):
         for layer in self.net[::2]:  # its own generator: the policy's random stream stays that of cppo.py
             nn.init.orthogonal_(layer.weight, 1.0, generator=generator)
             nn.init.zeros_(layer.bias)
+        # (low, high, shift, scale) of the reward targets; the identity until fit_reward_scale is called
+        self.register_buffer("reward_stats", torch.tensor([-math.inf, math.inf, 0.0, 1.0]))
+
+    def fit_reward_scale(self, rewards: np.ndarray, tail: float = 0.01) -> None:
+        """Targets are clipped to the [tail, 1 - tail] quantiles of the real rewards (a goal reached is a rare
+        +1 the state cannot foretell, and would dominate the squared error); shift and scale are their mean
+        and standard deviation."""
+        low, high = np.quantile(rewards, [tail, 1.0 - tail])
+        clipped = np.clip(rewards, low, high)
+        self.reward_stats.copy_(torch.tensor([low, high, clipped.mean(), clipped.std() + 1e-8]))
+
+    def reward_target(self, rew: torch.Tensor) -> torch.Tensor:
+        return rew.clamp(self.reward_stats[0], self.reward_stats[1])
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor):
         out = self.net(torch.cat([obs, act], -1))
-        return obs + out[..., :-2], out[..., -2], out[..., -1]
+        return obs + out[..., :-2], self.reward_stats[2] + self.reward_stats[3] * out[..., -2], out[..., -1]
 
 
 def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_weight: float = 1.0):
     """The report's Eq. 5 on real windows: obs [B, D] start states, act [B, K, A], next_obs [B, K, D],
     rew and cost [B, K]. The model rolls on its own predictions; step k's state error ||s_hat - s||_2, its
-    reward MSE and its cost BCE are weighted by w_k = step_weight ** (k - 1).
-    Returns (loss, state error per k as a [K] tensor, detached)."""
+    reward MSE (in reward_scale units, on clipped targets) and its cost BCE are weighted by
+    w_k = step_weight ** (k - 1). Returns (loss, state error per k as a [K] tensor, detached)."""
     s_hat, loss, errors = obs, 0.0, []
     for k in range(act.shape[1]):
         s_hat, r_hat, c_logit = model(s_hat, act[:, k])
         error = (s_hat - next_obs[:, k]).norm(dim=-1)
+        reward_error = ((r_hat - model.reward_target(rew[:, k])) / model.reward_stats[3]).pow(2).mean()
         cost_target = cost[:, k].clamp(0.0, 1.0)  # costs are 0/1 events in most tasks: a probability
-        step = error.mean() + F.mse_loss(r_hat, rew[:, k]) + F.binary_cross_entropy_with_logits(c_logit, cost_target)
+        step = error.mean() + reward_error + F.binary_cross_entropy_with_logits(c_logit, cost_target)
         loss = loss + step_weight**k * step
         errors.append(error.mean().detach())
     return loss, torch.stack(errors)
@@ -668,8 +686,8 @@ def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_we
 MODEL_KEYS = ("model/loss", "model/one_step_error", "model/k_step_error", "model/zero_change_error",
               "model/zero_change_k_step_error", "model/mean_delta_error", "model/mean_delta_k_step_error",
               "model/skill", "model/k_step_skill", "model/reward_error", "model/reward_baseline_error",
-              "model/cost_precision", "model/cost_recall", "imagined/return", "imagined/cost", "imagined/approx_kl",
-              "imagined/recovery", "imagined/on")
+              "model/reward_skill", "model/cost_precision", "model/cost_recall", "model/cost_skill", "imagined/return",
+              "imagined/cost", "imagined/approx_kl", "imagined/recovery", "imagined/on")
 # ^ the progress.csv keys of the model and of imagination (NaN when not measured)
 
 
@@ -677,21 +695,28 @@ def model_skill(model: DynamicsModel, obs, act, next_obs, rew, cost, mean_delta,
     """How good the model is on held-out windows (the arguments of multi_step_loss), against two predictors
     that need no model: zero change (s_{t+k} = s_t) and mean delta (s_{t+k} = s_t + k * the mean one-step
     change in D_real). State errors are mean L2 in normalised units at k = 1 and k = K; skill = 1 - model
-    error / best baseline error (1: exact, <= 0: a baseline does as well). The reward head's MSE is set
-    against predicting D_real's mean reward; the cost head (p > 0.5) is scored as a classifier of cost > 0."""
+    error / best baseline error (1: exact, <= 0: a baseline does as well). The reward head's MSE (targets
+    clipped as in training) is set against predicting `mean_reward`; the cost head is scored as a classifier of
+    cost > 0 (p > 0.5) and by its Brier score against the best constant (the windows' own cost rate)."""
     s_hat, model_errors, K = obs, [], act.shape[1]
     for k in range(K):
         s_hat, r_hat, c_logit = model(s_hat, act[:, k])
         model_errors.append((s_hat - next_obs[:, k]).norm(dim=-1).mean().item())
         if k == 0:
-            reward_error = (r_hat - rew[:, 0]).pow(2).mean().item()
-            predicted, actual = c_logit > 0, cost[:, 0] > 0
+            target = model.reward_target(rew[:, 0])
+            reward_error = (r_hat - target).pow(2).mean().item()
+            reward_baseline = (target - mean_reward).pow(2).mean().item()
+            actual = cost[:, 0].clamp(0.0, 1.0)
+            predicted, rate = c_logit > 0, actual.mean().item()
+            brier = (torch.sigmoid(c_logit) - actual).pow(2).mean().item()
+            actual = actual > 0
     stats = {"model/one_step_error": model_errors[0], "model/k_step_error": model_errors[-1],
-             "model/reward_error": reward_error,
-             "model/reward_baseline_error": (rew[:, 0] - mean_reward).pow(2).mean().item(),
+             "model/reward_error": reward_error, "model/reward_baseline_error": reward_baseline,
+             "model/reward_skill": 1.0 - reward_error / max(reward_baseline, 1e-12),
              "model/cost_precision": ((predicted & actual).sum() / predicted.sum()).item() if predicted.any() else
              float("nan"),
-             "model/cost_recall": ((predicted & actual).sum() / actual.sum()).item() if actual.any() else float("nan")}
+             "model/cost_recall": ((predicted & actual).sum() / actual.sum()).item() if actual.any() else float("nan"),
+             "model/cost_skill": 1.0 - brier / (rate * (1.0 - rate)) if 0.0 < rate < 1.0 else float("nan")}
     for name, k in (("", 0), ("k_step_", K - 1)):
         zero = (obs - next_obs[:, k]).norm(dim=-1).mean().item()
         mean = (obs + (k + 1) * mean_delta - next_obs[:, k]).norm(dim=-1).mean().item()
@@ -722,7 +747,8 @@ def windows(rollout: dict, starts: np.ndarray, k: int, obs_rms: "RunningMeanStd"
 
 def imagination_on(skill: float, update: int, args: Args) -> bool:
     """Whether this iteration runs an imagined update: after --model-start-iter iterations, and only while the
-    model beats the baselines by more than --imagination-min-skill (a NaN skill, not measured yet, never does)."""
+    model's skill (the lower of its state and reward skills) is above --imagination-min-skill (a NaN skill, not
+    measured yet, never is)."""
     return args.model_rollouts > 0 and update > args.model_start_iter and skill > args.imagination_min_skill
 
 
@@ -1051,12 +1077,13 @@ def main(args: Args) -> dict:
             deltas = [(obs_rms.normalize(r["next_obs"]) - obs_rms.normalize(r["obs"])).reshape(-1, obs_dim)
                       for r in replay]
             mean_delta = torch.tensor(np.concatenate(deltas).mean(0), dtype=torch.float32, device=device)
-            mean_reward = float(np.mean([r["rew"].mean() for r in replay]))
+            mean_reward = model.reward_stats[2].item()  # D_real's mean reward (clipped as the targets)
             with torch.no_grad():
                 starts = window_starts(rollout["done"], K)
                 model_stats = model_skill(model, *windows(rollout, starts, K, obs_rms, device), mean_delta,
                                           mean_reward)
         replay.append(rollout)
+        model.fit_reward_scale(np.concatenate([r["rew"].ravel() for r in replay]))
         starts = [window_starts(r["done"], K) for r in replay]
         index = np.concatenate([np.column_stack([np.full(len(s), j), s]) for j, s in enumerate(starts)])
         model_losses = []
@@ -1075,7 +1102,8 @@ def main(args: Args) -> dict:
         model_stats["time_model"], imagination_start = time.time() - model_start, time.time()
 
         # Imagination: H model steps of the current policy from states of this rollout, then the same update.
-        imagining = imagination_on(model_stats.get("model/skill", math.nan), update, args)
+        skill = np.minimum(model_stats.get("model/skill", np.nan), model_stats.get("model/reward_skill", np.nan))
+        imagining = imagination_on(skill, update, args)  # np.minimum keeps a NaN (not measured yet)
         model_stats["imagined/on"] = float(imagining)
         if imagining:
             pick = torch.randint(T * N, (args.model_rollouts,), generator=model_generator).to(device)

@@ -237,7 +237,8 @@ def test_the_gate_imagines_only_while_the_model_beats_the_baselines():
         assert not dyna.imagination_on(skill, 6, args)
     assert not dyna.imagination_on(0.3, 6, dyna.Args(imagination_min_skill=0.5))
     assert not dyna.imagination_on(0.9, 6, dyna.Args(model_rollouts=0))
-    assert dyna.imagination_on(-0.4, 6, dyna.Args())  # the default gate is open: Algorithm 1 as written
+    assert not dyna.imagination_on(0.0, 6, dyna.Args())  # the default gate: the model must beat the baselines
+    assert dyna.imagination_on(-0.4, 6, dyna.Args(imagination_min_skill=-math.inf))  # Algorithm 1 as written
 
 
 def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypatch):
