@@ -114,6 +114,67 @@ def test_model_skill_scores_the_cost_head_as_a_classifier():
     assert never["model/cost_recall"] == 0.0 and math.isnan(never["model/cost_precision"])
 
 
+def zero_model(obs_dim=3):
+    """A model whose net outputs zeros: no state change, reward = reward_shift, cost logit 0 (p = 0.5)."""
+    model = dyna.DynamicsModel(obs_dim, 2, 8, torch.Generator().manual_seed(0))
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    return model
+
+
+def test_the_reward_head_works_in_units_of_the_clipped_rewards_spread():
+    rewards = np.concatenate([np.full(98, 0.01), np.full(98, -0.01), [1.0, 1.0, -1.0, 5.0]])  # 4 rare events
+    model = zero_model()
+    model.fit_reward_scale(rewards, tail=0.01)
+    low, high, shift, scale = model.reward_stats.tolist()
+    # The 1% and 99% quantiles of these rewards are -0.01 and 1.0 (numpy's linear interpolation): the +5 is cut.
+    assert low == pytest.approx(-0.01) and high == pytest.approx(1.0)
+    clipped = np.clip(rewards, -0.01, 1.0)
+    assert shift == pytest.approx(clipped.mean()) and scale == pytest.approx(clipped.std(), rel=1e-5)
+    torch.testing.assert_close(model.reward_target(torch.tensor([5.0, -1.0, 0.01])), torch.tensor([1.0, -0.01, 0.01]))
+    # The zero model predicts the mean: its reward loss is the clipped targets' variance / scale^2 = 1 per step,
+    # whatever the rewards' units (x100 below); the state error is 0 and the cost BCE at p = 0.5 is ln 2.
+    for units in (1.0, 100.0):
+        model.fit_reward_scale(units * rewards, tail=0.01)
+        rew = torch.tensor(units * rewards, dtype=torch.float32)[:, None].repeat(1, 2)  # [200, K = 2]
+        obs = torch.zeros(200, 3)
+        loss, errors = dyna.multi_step_loss(model, obs, torch.zeros(200, 2, 2), torch.zeros(200, 2, 3), rew,
+                                            torch.zeros(200, 2))
+        assert loss.item() == pytest.approx(2 * (1.0 + math.log(2)), rel=1e-4) and errors.abs().max() == 0
+
+
+def test_model_skill_scores_the_reward_and_cost_heads_against_constants():
+    model = zero_model()
+    obs, act, next_obs, _, _ = linear_system_windows(8, 2, seed=1)
+    rew = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])[:, None].repeat(1, 2)
+    cost = torch.zeros(8, 2)
+    cost[:2, 0] = 1.0  # a cost rate of 1/4 on the first step
+    model.fit_reward_scale(rew.numpy().ravel(), tail=0.0)  # shift 0.5: the zero model predicts the mean reward
+    with torch.no_grad():
+        at_mean = dyna.model_skill(model, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
+        model.net[-1].bias[-2] = 2.0  # now it predicts 0.5 + 0.5 * 2 = 1.5: error 1.25 against 0.25
+        off = dyna.model_skill(model, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
+    assert at_mean["model/reward_skill"] == pytest.approx(0.0, abs=1e-6)
+    assert off["model/reward_error"] == pytest.approx(1.25) and off["model/reward_skill"] == pytest.approx(-4.0)
+    # p = 0.5 everywhere: Brier 0.25 against the best constant's rate * (1 - rate) = 3/16.
+    assert at_mean["model/cost_skill"] == pytest.approx(1 - 0.25 / (3 / 16))
+    with torch.no_grad():
+        model.net[-1].bias[-1] = math.log(1 / 3)  # p = 1/4, the rate: exactly the best constant
+        rate = dyna.model_skill(model, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
+    assert rate["model/cost_skill"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_main_gates_imagination_on_the_lower_of_state_and_reward_skill(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    measured = dyna.model_skill
+    for reward_skill, on in ((-0.1, 0.0), (0.2, 1.0)):
+        def skill(*a, **kw):
+            return {**measured(*a, **kw), "model/skill": 0.9, "model/reward_skill": reward_skill}
+        monkeypatch.setattr(dyna, "model_skill", skill)
+        rows = run_main(dyna, tmp_path / str(on), model_start_iter=0, model_rollouts=64)  # default gate: 0
+        assert [float(r["imagined/on"]) for r in rows] == [0.0] + [on] * (len(rows) - 1)
+
+
 def test_multi_step_loss_rolls_on_its_own_predictions():
     # A model that predicts "no change" has k-step error ||s_0 - s_k||, not the one-step error repeated.
     model = dyna.DynamicsModel(3, 2, 8, torch.Generator().manual_seed(0))
