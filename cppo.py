@@ -34,6 +34,7 @@ What this does not fix: on SafetyPointGoal1 no setting here both keeps the limit
 Usage: python cppo.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python cppo.py --eval-checkpoint runs/<run>/cppo.pt   # evaluate a saved policy, both modes
 """
+
 import csv
 import dataclasses
 import json
@@ -54,9 +55,12 @@ import torch
 import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
 import torch.nn as nn
 import torch.nn.functional as F
-import tyro
+
+# isort: split
+# (MuJoCo, loaded by safety_gymnasium, must come after torch._dynamo)
 import gymnasium
 import safety_gymnasium
+import tyro
 from gymnasium import spaces
 from safety_gymnasium.utils.registration import safe_registry
 
@@ -151,84 +155,6 @@ class Args:
     max_grad_norm: float = 0.5
     """the maximum norm of the gradient"""
 
-def env_layout(args: Args) -> Args:
-    """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
-    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
-    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
-    8 episodes of 1000 steps. More cores: raise --num-envs."""
-    num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
-    num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
-    return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
-
-
-def check_args(args: Args) -> None:
-    """Reject bad input with one clear line, before anything is built."""
-    if args.env_id not in safe_registry:
-        raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
-                         "e.g. SafetyPointGoal1-v0)")
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "critic_learning_rate", "kl_budget"):
-        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
-    if not args.cost_limit >= 0:
-        raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
-    if args.cost_limit_start is not None and not args.cost_limit <= args.cost_limit_start < math.inf:
-        raise SystemExit(f"error: --cost-limit-start must be >= --cost-limit, got {args.cost_limit_start}")
-    if not 0 < args.cost_limit_anneal <= 1:
-        raise SystemExit(f"error: --cost-limit-anneal must be in (0, 1], got {args.cost_limit_anneal}")
-    for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
-        if not 0 <= getattr(args, name) <= 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0 < args.cost_share_floor <= 1:
-        raise SystemExit(f"error: --cost-share-floor must be in (0, 1], got {args.cost_share_floor}")
-    if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):
-        raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
-    if args.recovery_trigger not in ("infeasible", "cost"):
-        raise SystemExit(f"error: --recovery-trigger must be infeasible or cost, got {args.recovery_trigger!r}")
-    if args.eval_episodes < 0:
-        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.total_timesteps < args.num_envs * args.num_steps:
-        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
-                         f"(num_envs * num_steps = {args.num_envs * args.num_steps})")
-    if args.num_envs * args.num_steps < args.num_minibatches:
-        raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
-
-
-def check_spaces(observation_space, action_space) -> None:
-    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
-    if not isinstance(action_space, spaces.Box):
-        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
-
-
-class RunningMeanStd:
-    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
-
-    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-        self.clip, self.eps = clip, eps
-
-    def update(self, x: np.ndarray) -> None:
-        n = x.shape[0]
-        batch_mean = x.sum(axis=0) / n
-        batch_var = np.square(x - batch_mean).sum(axis=0) / n
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
-
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, std)
@@ -242,8 +168,13 @@ class MLP(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, out_std: float, hidden: int = 64):
         super().__init__()
-        self.layers = nn.ModuleList([layer_init(nn.Linear(in_dim, hidden)), layer_init(nn.Linear(hidden, hidden)),
-                                     layer_init(nn.Linear(hidden, out_dim), std=out_std)])
+        self.layers = nn.ModuleList(
+            [
+                layer_init(nn.Linear(in_dim, hidden)),
+                layer_init(nn.Linear(hidden, hidden)),
+                layer_init(nn.Linear(hidden, out_dim), std=out_std),
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers[:-1]:
@@ -391,8 +322,9 @@ def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = Fal
     return 1.0 + v_bar, info
 
 
-def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False,
-                       cost_share: float = 1.0) -> torch.Tensor:
+def solve_target_ratio(
+    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0
+) -> torch.Tensor:
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N).
 
     v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
@@ -417,8 +349,7 @@ def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
     return (log_std_q - log_std_p + (var_p + (mean_p - mean_q).pow(2)) / (2 * var_q) - 0.5).sum(-1)
 
 
-def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float, max_scale: float,
-                     iters: int = 12):
+def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float, max_scale: float, iters: int = 12):
     """Make the M-step's KL constraint active (the paper's Eq. 9): keep the direction the regression moved the
     parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
     [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
@@ -501,9 +432,21 @@ def held_out_samples(T: int, N: int, update: int, device="cpu") -> torch.Tensor:
     return held_out.reshape(-1)
 
 
-def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: dict, cost_margin: float,
-                in_recovery: bool, calibration: CostCalibration, args: "Args", calibrate: bool = True,
-                scale_step: bool = True, train_critics: bool = True) -> dict:
+def cppo_update(
+    actor,
+    critic,
+    cost_critic,
+    optimizer,
+    critic_optimizer,
+    batch: dict,
+    cost_margin: float,
+    in_recovery: bool,
+    calibration: CostCalibration,
+    args: "Args",
+    calibrate: bool = True,
+    scale_step: bool = True,
+    train_critics: bool = True,
+) -> dict:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
     cost_adv, ret, cost_ret, and optionally held_out (samples the policy is not fitted to; they measure the
     calibration). The same rule serves real and imagined data; `calibrate` feeds the realised cost change of
@@ -556,8 +499,7 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
             fitting = kl <= args.kl_budget
     fit_kl, scale = kl, 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
-        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget,
-                                     args.max_step_scale)
+        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget, args.max_step_scale)
     with torch.no_grad():
         ratio = (actor.log_prob(obs, act) - logp).exp()
         fit_error = (ratio - v).abs().mean().item()
@@ -569,14 +511,25 @@ def cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch: 
     if calibrate:
         calibration.update(planned, realised)
     value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist() if critic_losses else (math.nan,) * 2
-    return {"cppo/theta": e_info["theta"], "cppo/kappa": e_info["kappa"], "cppo/recovery": e_info["recovery"],
-            "cppo/clipped_fraction": e_info["clipped_fraction"], "cppo/m_step_epochs": policy_epochs,
-            "cppo/fit_error": fit_error, "cppo/fit_kl": fit_kl, "cppo/step_scale": scale,
-            "cppo/cost_share": cost_share, "cppo/planned_cost_change": planned / n,
-            "cppo/realised_cost_change": realised / n, "approx_kl": kl,
-            "entropy": (0.5 + 0.5 * math.log(2 * math.pi) + actor.log_std.detach()).sum().item(),
-            "policy_loss": torch.stack(policy_losses).mean().item(), "value_loss": value_loss,
-            "cost_value_loss": cost_value_loss, "time_e_step": e_step_seconds}
+    return {
+        "cppo/theta": e_info["theta"],
+        "cppo/kappa": e_info["kappa"],
+        "cppo/recovery": e_info["recovery"],
+        "cppo/clipped_fraction": e_info["clipped_fraction"],
+        "cppo/m_step_epochs": policy_epochs,
+        "cppo/fit_error": fit_error,
+        "cppo/fit_kl": fit_kl,
+        "cppo/step_scale": scale,
+        "cppo/cost_share": cost_share,
+        "cppo/planned_cost_change": planned / n,
+        "cppo/realised_cost_change": realised / n,
+        "approx_kl": kl,
+        "entropy": (0.5 + 0.5 * math.log(2 * math.pi) + actor.log_std.detach()).sum().item(),
+        "policy_loss": torch.stack(policy_losses).mean().item(),
+        "value_loss": value_loss,
+        "cost_value_loss": cost_value_loss,
+        "time_e_step": e_step_seconds,
+    }
 
 
 def scheduled_cost_limit(args: Args, step: int) -> float:
@@ -586,171 +539,6 @@ def scheduled_cost_limit(args: Args, step: int) -> float:
         return args.cost_limit
     frac = min(1.0, step / (args.cost_limit_anneal * args.total_timesteps))
     return args.cost_limit_start + frac * (args.cost_limit - args.cost_limit_start)
-
-
-def make_envs(args: Args):
-    asynchronous = args.vector_env == "async" or (
-        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
-    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
-    try:
-        check_spaces(envs.single_observation_space, envs.single_action_space)
-    except SystemExit:
-        envs.close()
-        raise
-    return envs
-
-
-def step_envs(envs, action: np.ndarray, run_dir: str):
-    """envs.step(action); a worker process that died (killed by the kernel's OOM killer, crashed) ends the run with
-    one line naming the cause, instead of an EOFError traceback. progress.csv keeps the rows logged so far."""
-    try:
-        return envs.step(action)
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
-        while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
-            time.sleep(0.05)
-        causes = []
-        for i, process in [(i, p) for i, p in enumerate(processes) if not p.is_alive()]:
-            code = process.exitcode
-            cause = f"exit code {code}" if code is None or code >= 0 else f"killed by {signal.Signals(-code).name}"
-            if code == -signal.SIGKILL:
-                cause += " (likely out of memory: the kernel's OOM killer sends SIGKILL; see README, Memory)"
-            causes.append(f"env worker {i} (pid {process.pid}) {cause}")
-        envs.close(terminate=True)
-        raise SystemExit(f"error: {'; '.join(causes) or 'an env worker process died'}; "
-                         f"the rows logged so far are in {os.path.join(run_dir, 'progress.csv')}") from None
-
-
-def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu",
-                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
-    """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
-    The caller clips it to the action box."""
-    with torch.no_grad():
-        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
-        mean, std = actor.mean(x).cpu().numpy(), actor.log_std.exp().cpu().numpy()
-    return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
-
-
-def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path: Optional[str] = None,
-             stochastic: bool = False):
-    """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
-    `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
-    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
-    low, high = env.action_space.low, env.action_space.high
-    rng = np.random.default_rng(seed) if stochastic else None
-    returns, costs, frames = [], [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, ep_return, ep_cost = False, 0.0, 0.0
-        while not done:
-            action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
-            obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
-            if video_path and episode == 0:
-                frames.append(env.render())
-        returns.append(ep_return)
-        costs.append(ep_cost)
-    env.close()
-    if frames:
-        import imageio
-
-        os.makedirs(os.path.dirname(video_path), exist_ok=True)
-        imageio.mimsave(video_path, frames, fps=env.metadata.get("render_fps", 30))
-    return np.array(returns), np.array(costs)
-
-
-def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu",
-                     video_dir: Optional[str] = None) -> dict:
-    """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
-    one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
-    Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
-    summary = {}
-    for mode in ("stochastic", "deterministic"):
-        video_path = os.path.join(video_dir, f"eval-{mode}-episode-0.mp4") if video_dir else None
-        returns, costs = evaluate(actor, obs_rms, env_id, episodes, seed, device, video_path, mode == "stochastic")
-        summary.update({f"eval_{mode}_return": float(returns.mean()), f"eval_{mode}_return_std": float(returns.std()),
-                        f"eval_{mode}_cost": float(costs.mean()), f"eval_{mode}_cost_std": float(costs.std())})
-        print(f"eval ({mode}) over {episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
-              f"cost {costs.mean():.2f} ± {costs.std():.2f}", flush=True)
-    return summary
-
-
-def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
-    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
-                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.log_std.shape[0]}, path)
-
-
-def load_checkpoint(path: str):
-    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
-    actor.load_state_dict(ckpt["actor"])
-    obs_rms = RunningMeanStd(ckpt["obs_dim"])
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms
-
-
-def evaluate_checkpoint(args: Args) -> dict:
-    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes, on the CPU) on
-    the env it was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
-    if args.eval_episodes < 1:
-        raise SystemExit(f"error: --eval-checkpoint needs --eval-episodes >= 1, got {args.eval_episodes}")
-    try:
-        env_id = torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)["args"]["env_id"]
-        actor, obs_rms = load_checkpoint(args.eval_checkpoint)
-    except Exception as e:  # missing file, another script's checkpoint, not a checkpoint at all
-        raise SystemExit(f"error: --eval-checkpoint {args.eval_checkpoint} is not a checkpoint of this script "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-    run_dir = os.path.join("runs", f"{env_id}__{args.exp_name}-eval__{args.seed}__{int(time.time())}")
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump({**dataclasses.asdict(args), "env_id": env_id}, f, indent=2)
-    torch.set_num_threads(1)  # as in training
-    print(f"evaluating {args.eval_checkpoint} on {env_id}, episodes seeded from --seed {args.seed} + 10000",
-          flush=True)
-    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-    summary = final_evaluation(actor, obs_rms, env_id, args.eval_episodes, args.seed + 10_000, video_dir=video_dir)
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
-
-
-class RunLogger:
-    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
-
-    def __init__(self, run_dir: str, args: Args, run_name: str):
-        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
-        if args.track:
-            import wandb
-
-            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
-                          name=run_name, dir=run_dir)
-            try:
-                wandb.init(**kwargs)
-            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
-                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
-                      "upload later with `wandb sync`", file=sys.stderr)
-                wandb.init(mode="offline", **kwargs)
-            self.wandb = wandb
-
-    def log(self, row: dict) -> None:
-        if self.writer is None:
-            self.file = open(self.path, "w", newline="")
-            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
-            self.writer.writeheader()
-        self.writer.writerow(row)
-        self.file.flush()
-        if self.wandb:
-            self.wandb.log(row, step=row["global_step"])
-        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
-              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
-
-    def close(self, summary: dict) -> None:
-        if self.writer is not None:
-            self.file.close()
-        if self.wandb:
-            self.wandb.summary.update(summary)
-            self.wandb.finish()
 
 
 def main(args: Args) -> dict:
@@ -816,7 +604,8 @@ def main(args: Args) -> dict:
                 mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
             act_buf[t] = mean + std * noise[t]
             raw_obs, reward, cost, terminated, truncated, info = step_envs(
-                envs, np.clip(act_buf[t], low, high), run_dir)
+                envs, np.clip(act_buf[t], low, high), run_dir
+            )
             global_step += N
             cumulative_cost += cost.sum()
             ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
@@ -835,8 +624,9 @@ def main(args: Args) -> dict:
         # Log-probs and values in one batch. The next value is V(s_{t+1}) inside an episode,
         # V(final obs) on truncation (the episode could go on), 0 on termination.
         # Same for the cost critic: costs are bootstrapped exactly like rewards.
-        obs_t, act_t, rew_t, cost_t, done_t = (torch.tensor(b, dtype=torch.float32, device=device) for b in
-                                               (obs_buf, act_buf, rew_buf, cost_buf, done_buf))
+        obs_t, act_t, rew_t, cost_t, done_t = (
+            torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
+        )
         with torch.no_grad():
             old_mean = actor.mean(obs_t[:-1])
             logp_t = gaussian_log_prob(act_t, old_mean, actor.log_std)  # log pi_old(a|s)
@@ -849,8 +639,9 @@ def main(args: Args) -> dict:
                 next_values[list(t_idx), list(env_idx)] = critic(final_x)
                 next_cost_values[list(t_idx), list(env_idx)] = cost_critic(final_x)
         advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
-        cost_advantages, cost_returns = compute_gae(cost_t, cost_values[:-1], next_cost_values, done_t,
-                                                    args.cost_gamma, args.cost_gae_lambda)
+        cost_advantages, cost_returns = compute_gae(
+            cost_t, cost_values[:-1], next_cost_values, done_t, args.cost_gamma, args.cost_gae_lambda
+        )
 
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
@@ -866,27 +657,46 @@ def main(args: Args) -> dict:
             in_recovery = True
         cost_margin = (cost_limit - measured_cost) / episode_len
 
-        batch = {"obs": obs_t[:-1].reshape(-1, obs_dim), "act": act_t.reshape(-1, act_dim), "logp": logp_t.reshape(-1),
-                 "old_mean": old_mean.reshape(-1, act_dim), "adv": advantages.reshape(-1),
-                 "cost_adv": cost_advantages.reshape(-1), "ret": returns.reshape(-1),
-                 "cost_ret": cost_returns.reshape(-1)}
+        batch = {
+            "obs": obs_t[:-1].reshape(-1, obs_dim),
+            "act": act_t.reshape(-1, act_dim),
+            "logp": logp_t.reshape(-1),
+            "old_mean": old_mean.reshape(-1, act_dim),
+            "adv": advantages.reshape(-1),
+            "cost_adv": cost_advantages.reshape(-1),
+            "ret": returns.reshape(-1),
+            "cost_ret": cost_returns.reshape(-1),
+        }
         if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises
             batch["held_out"] = held_out_samples(T, N, update, device)
-        stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery,
-                            calibration, args)
+        stats = cppo_update(
+            actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery, calibration, args
+        )
         in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
         for name in ("policy_loss", "value_loss", "cost_value_loss"):
             if not np.isfinite(stats[name]):
                 raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
 
-        logger.log({
-            "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
-            "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
-            "episodes": len(finished), "cumulative_cost": cumulative_cost, "cost_rate": cumulative_cost / global_step,
-            "cost_limit": cost_limit, "cost_margin": cost_margin, "cost_estimate": cost_window.mean,
-            "cost_estimate_episodes": len(cost_window.costs), "learning_rate": lr, **stats,
-            "time_rollout": update_start - rollout_start, "time_update": time.time() - update_start,
-        })
+        logger.log(
+            {
+                "global_step": global_step,
+                "episodic_return": last_episodes[0],
+                "episodic_cost": last_episodes[1],
+                "episodic_length": last_episodes[2],
+                "sps": int(global_step / (time.time() - start_time)),
+                "episodes": len(finished),
+                "cumulative_cost": cumulative_cost,
+                "cost_rate": cumulative_cost / global_step,
+                "cost_limit": cost_limit,
+                "cost_margin": cost_margin,
+                "cost_estimate": cost_window.mean,
+                "cost_estimate_episodes": len(cost_window.costs),
+                "learning_rate": lr,
+                **stats,
+                "time_rollout": update_start - rollout_start,
+                "time_update": time.time() - update_start,
+            }
+        )
 
     envs.close()
     summary = {"train_seconds": time.time() - start_time}
@@ -896,12 +706,319 @@ def main(args: Args) -> dict:
         print(f"model saved to {path}")
     if args.eval_episodes > 0:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        summary.update(final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
-                                        video_dir))
+        summary.update(
+            final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        )
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     logger.close(summary)
     return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
+# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
+# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
+# looks the names up when main runs.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def env_layout(args: Args) -> Args:
+    """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
+    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
+    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
+    8 episodes of 1000 steps. More cores: raise --num-envs."""
+    num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
+    num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
+    return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(
+            f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
+        )
+    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for name in ("learning_rate", "critic_learning_rate", "kl_budget"):
+        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if not args.cost_limit >= 0:
+        raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    if args.cost_limit_start is not None and not args.cost_limit <= args.cost_limit_start < math.inf:
+        raise SystemExit(f"error: --cost-limit-start must be >= --cost-limit, got {args.cost_limit_start}")
+    if not 0 < args.cost_limit_anneal <= 1:
+        raise SystemExit(f"error: --cost-limit-anneal must be in (0, 1], got {args.cost_limit_anneal}")
+    for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
+    if not 0 < args.cost_share_floor <= 1:
+        raise SystemExit(f"error: --cost-share-floor must be in (0, 1], got {args.cost_share_floor}")
+    if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):
+        raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
+    if args.recovery_trigger not in ("infeasible", "cost"):
+        raise SystemExit(f"error: --recovery-trigger must be infeasible or cost, got {args.recovery_trigger!r}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        raise SystemExit(
+            f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
+            f"(num_envs * num_steps = {args.num_envs * args.num_steps})"
+        )
+    if args.num_envs * args.num_steps < args.num_minibatches:
+        raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id
+    )
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def step_envs(envs, action: np.ndarray, run_dir: str):
+    """envs.step(action); a worker process that died (killed by the kernel's OOM killer, crashed) ends the run with
+    one line naming the cause, instead of an EOFError traceback. progress.csv keeps the rows logged so far."""
+    try:
+        return envs.step(action)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
+            time.sleep(0.05)
+        causes = []
+        for i, process in [(i, p) for i, p in enumerate(processes) if not p.is_alive()]:
+            code = process.exitcode
+            cause = f"exit code {code}" if code is None or code >= 0 else f"killed by {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                cause += " (likely out of memory: the kernel's OOM killer sends SIGKILL; see README, Memory)"
+            causes.append(f"env worker {i} (pid {process.pid}) {cause}")
+        envs.close(terminate=True)
+        raise SystemExit(
+            f"error: {'; '.join(causes) or 'an env worker process died'}; "
+            f"the rows logged so far are in {os.path.join(run_dir, 'progress.csv')}"
+        ) from None
+
+
+def policy_action(
+    actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu", rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
+    The caller clips it to the action box."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        mean, std = actor.mean(x).cpu().numpy(), actor.log_std.exp().cpu().numpy()
+    return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
+
+
+def evaluate(
+    actor,
+    obs_rms,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device="cpu",
+    video_path: Optional[str] = None,
+    stochastic: bool = False,
+):
+    """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
+    `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
+    low, high = env.action_space.low, env.action_space.high
+    rng = np.random.default_rng(seed) if stochastic else None
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_path and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(os.path.dirname(video_path), exist_ok=True)
+        imageio.mimsave(video_path, frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def final_evaluation(
+    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
+) -> dict:
+    """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
+    one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
+    Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
+    summary = {}
+    for mode in ("stochastic", "deterministic"):
+        video_path = os.path.join(video_dir, f"eval-{mode}-episode-0.mp4") if video_dir else None
+        returns, costs = evaluate(actor, obs_rms, env_id, episodes, seed, device, video_path, mode == "stochastic")
+        summary.update(
+            {
+                f"eval_{mode}_return": float(returns.mean()),
+                f"eval_{mode}_return_std": float(returns.std()),
+                f"eval_{mode}_cost": float(costs.mean()),
+                f"eval_{mode}_cost_std": float(costs.std()),
+            }
+        )
+        print(
+            f"eval ({mode}) over {episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+            f"cost {costs.mean():.2f} ± {costs.std():.2f}",
+            flush=True,
+        )
+    return summary
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save(
+        {
+            "actor": actor.state_dict(),
+            "obs_rms": obs_rms.state_dict(),
+            "args": dataclasses.asdict(args),
+            "obs_dim": obs_rms.mean.shape[0],
+            "act_dim": actor.log_std.shape[0],
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"])
+    actor.load_state_dict(ckpt["actor"])
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+def evaluate_checkpoint(args: Args) -> dict:
+    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes, on the CPU) on
+    the env it was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
+    if args.eval_episodes < 1:
+        raise SystemExit(f"error: --eval-checkpoint needs --eval-episodes >= 1, got {args.eval_episodes}")
+    try:
+        env_id = torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)["args"]["env_id"]
+        actor, obs_rms = load_checkpoint(args.eval_checkpoint)
+    except Exception as e:  # missing file, another script's checkpoint, not a checkpoint at all
+        raise SystemExit(
+            f"error: --eval-checkpoint {args.eval_checkpoint} is not a checkpoint of this script "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    run_dir = os.path.join("runs", f"{env_id}__{args.exp_name}-eval__{args.seed}__{int(time.time())}")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(args), "env_id": env_id}, f, indent=2)
+    torch.set_num_threads(1)  # as in training
+    print(f"evaluating {args.eval_checkpoint} on {env_id}, episodes seeded from --seed {args.seed} + 10000", flush=True)
+    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+    summary = final_evaluation(actor, obs_rms, env_id, args.eval_episodes, args.seed + 10_000, video_dir=video_dir)
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def minutes(seconds: float) -> str:
+    """Seconds as m:ss (a 1e6-step navigation run takes most of an hour)."""
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+class RunLogger:
+    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        self.start, self.total_timesteps = time.time(), args.total_timesteps  # for the elapsed and left times
+        if args.track:
+            import wandb
+
+            kwargs = dict(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                config=dataclasses.asdict(args),
+                name=run_name,
+                dir=run_dir,
+            )
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(
+                    f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                    "upload later with `wandb sync`",
+                    file=sys.stderr,
+                )
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        elapsed = time.time() - self.start
+        left = elapsed * (self.total_timesteps - row["global_step"]) / max(row["global_step"], 1)
+        print(
+            f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+            f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d} | elapsed {minutes(elapsed)} | "
+            f"left {minutes(left)}",
+            flush=True,
+        )
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000 --save-model
        python cvpo.py --eval-checkpoint runs/<run>/cvpo.pt   # evaluate a saved policy, both modes
 """
+
 import csv
 import dataclasses
 import json
@@ -31,10 +32,13 @@ import torch
 import torch._dynamo  # noqa: F401  (Adam loads it anyway; loading it after MuJoCo's EGL segfaults, so load it first)
 import torch.nn as nn
 import torch.nn.functional as F
-import scipy.optimize
-import tyro
+
+# isort: split
+# (MuJoCo, loaded by safety_gymnasium, must come after torch._dynamo)
 import gymnasium
 import safety_gymnasium
+import scipy.optimize
+import tyro
 from gymnasium import spaces
 from safety_gymnasium.utils.registration import safe_registry
 
@@ -120,80 +124,6 @@ class Args:
     """polyak step of the target networks: target <- (1 - tau) target + tau online"""
 
 
-def env_layout(args: Args) -> Args:
-    """Fill in --num-envs left at None. A navigation env is a worker process of ~500 MB (MuJoCo's arena, rebuilt
-    at every reset), so navigation tasks run 2; velocity tasks step 4 in this process."""
-    num_envs = args.num_envs if args.num_envs is not None else (4 if "Velocity" in args.env_id else 2)
-    return dataclasses.replace(args, num_envs=num_envs)
-
-
-def check_args(args: Args) -> None:
-    """Reject bad input with one clear line, before anything is built."""
-    if args.env_id not in safe_registry:
-        raise SystemExit(f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; "
-                         "e.g. SafetyPointGoal1-v0)")
-    for name in ("total_timesteps", "num_envs", "buffer_size", "batch_size", "update_every", "log_every",
-                 "critic_steps", "m_step_iters", "hidden"):
-        if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.num_sampled_actions < 2:
-        raise SystemExit(f"error: --num-sampled-actions must be at least 2, got {args.num_sampled_actions}")
-    for name in ("policy_lr", "critic_lr", "dual_constraint", "kl_mean_constraint", "kl_var_constraint",
-                 "alpha_mean_scale", "alpha_var_scale", "alpha_mean_max", "alpha_var_max"):
-        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
-    if not 0 < args.gamma < 1:
-        raise SystemExit(f"error: --gamma must be in (0, 1), got {args.gamma}")
-    if not 0 < args.tau <= 1:
-        raise SystemExit(f"error: --tau must be in (0, 1], got {args.tau}")
-    if not 0 <= args.cost_limit < np.inf:
-        raise SystemExit(f"error: --cost-limit must be a finite number >= 0, got {args.cost_limit}")
-    if args.eval_episodes < 0:
-        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.learning_starts < args.batch_size:
-        raise SystemExit(f"error: --learning-starts {args.learning_starts} is smaller than --batch-size "
-                         f"{args.batch_size}: the first update needs a full batch in the buffer")
-    if args.total_timesteps <= args.learning_starts:
-        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} leaves no step after --learning-starts "
-                         f"{args.learning_starts}: nothing would be learned")
-    if args.buffer_size < args.batch_size:
-        raise SystemExit(f"error: --buffer-size {args.buffer_size} is smaller than --batch-size {args.batch_size}")
-
-
-def check_spaces(observation_space, action_space) -> None:
-    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
-    if not isinstance(action_space, spaces.Box):
-        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
-    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
-        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
-
-
-class RunningMeanStd:
-    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
-
-    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-        self.clip, self.eps = clip, eps
-
-    def update(self, x: np.ndarray) -> None:
-        n = x.shape[0]
-        batch_mean = x.sum(axis=0) / n
-        batch_var = np.square(x - batch_mean).sum(axis=0) / n
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
-        self.count = total
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
-
-    def state_dict(self) -> dict:
-        return {"mean": self.mean, "var": self.var, "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
-
-
 class MLP(nn.Module):
     """in -> hidden -> hidden -> out with ReLU (the usual off-policy critic and policy body)."""
 
@@ -270,8 +200,15 @@ def solve_dual(q_r, q_c, eps_kl: float, q_limit: float, init=(0.1, 0.1)) -> tupl
     grows until the reweighted expected Q_c meets q_limit otherwise (or hits its bound if no reweighting can)."""
     q_r, q_c = (np.asarray(q, dtype=np.float64) for q in (q_r, q_c))
     x0 = np.clip(np.asarray(init, dtype=np.float64), [1e-6, 0.0], [1e5, 1e5])
-    result = scipy.optimize.minimize(dual_function, x0, args=(q_r, q_c, eps_kl, q_limit), jac=True, method="SLSQP",
-                                     bounds=[(1e-6, 1e5), (0.0, 1e5)], options={"maxiter": 100, "ftol": 1e-10})
+    result = scipy.optimize.minimize(
+        dual_function,
+        x0,
+        args=(q_r, q_c, eps_kl, q_limit),
+        jac=True,
+        method="SLSQP",
+        bounds=[(1e-6, 1e5), (0.0, 1e5)],
+        options={"maxiter": 100, "ftol": 1e-10},
+    )
     eta, lam = result.x
     return float(eta), float(lam)
 
@@ -296,27 +233,50 @@ def decoupled_kl(old_mean, old_std, mean, std):
     return kl_mean.mean(), kl_var.mean()
 
 
-def m_step(actor: Actor, optimizer, obs: torch.Tensor, actions: torch.Tensor, weights: torch.Tensor,
-           old_mean: torch.Tensor, old_std: torch.Tensor, alphas: list, args: Args) -> dict:
+def m_step(
+    actor: Actor,
+    optimizer,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    weights: torch.Tensor,
+    old_mean: torch.Tensor,
+    old_std: torch.Tensor,
+    alphas: list,
+    args: Args,
+) -> dict:
     """Weighted maximum likelihood of the sampled actions ([K, B, A], weights [K, B]) under pi_theta, within KL
     bounds on the mean's and the std's change from the old policy. The mean part is fitted with the old std,
     the std part with the old mean (decoupled). `alphas` = [alpha_mu, alpha_sigma] is updated in place."""
     for _ in range(args.m_step_iters):
         mean, std = actor(obs)
-        log_lik = (weights * (gaussian_log_prob(actions, mean, old_std)
-                              + gaussian_log_prob(actions, old_mean, std))).sum(0).mean()
+        log_lik = (
+            (weights * (gaussian_log_prob(actions, mean, old_std) + gaussian_log_prob(actions, old_mean, std)))
+            .sum(0)
+            .mean()
+        )
         kl_mean, kl_var = decoupled_kl(old_mean, old_std, mean, std)
         # Dual ascent: a multiplier rises while its KL is above the bound and falls back to 0 below it.
-        alphas[0] = float(np.clip(alphas[0] + args.alpha_mean_scale * (kl_mean.item() - args.kl_mean_constraint),
-                                  0.0, args.alpha_mean_max))
-        alphas[1] = float(np.clip(alphas[1] + args.alpha_var_scale * (kl_var.item() - args.kl_var_constraint),
-                                  0.0, args.alpha_var_max))
+        alphas[0] = float(
+            np.clip(
+                alphas[0] + args.alpha_mean_scale * (kl_mean.item() - args.kl_mean_constraint), 0.0, args.alpha_mean_max
+            )
+        )
+        alphas[1] = float(
+            np.clip(
+                alphas[1] + args.alpha_var_scale * (kl_var.item() - args.kl_var_constraint), 0.0, args.alpha_var_max
+            )
+        )
         loss = -log_lik + alphas[0] * kl_mean + alphas[1] * kl_var
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return {"policy_loss": loss.item(), "cvpo/kl_mean": kl_mean.item(), "cvpo/kl_var": kl_var.item(),
-            "cvpo/alpha_mean": alphas[0], "cvpo/alpha_var": alphas[1]}
+    return {
+        "policy_loss": loss.item(),
+        "cvpo/kl_mean": kl_mean.item(),
+        "cvpo/kl_var": kl_var.item(),
+        "cvpo/alpha_mean": alphas[0],
+        "cvpo/alpha_var": alphas[1],
+    }
 
 
 class ReplayBuffer:
@@ -335,12 +295,17 @@ class ReplayBuffer:
         self.costs[idx], self.next_obs[idx], self.terminated[idx] = costs, next_obs, terminated
         self.pos, self.size = (self.pos + len(obs)) % self.capacity, min(self.size + len(obs), self.capacity)
 
-    def sample(self, rng: np.random.Generator, batch_size: int, obs_rms: RunningMeanStd, device) -> tuple:
+    def sample(self, rng: np.random.Generator, batch_size: int, obs_rms: "RunningMeanStd", device) -> tuple:
         idx = rng.integers(0, self.size, size=batch_size)
         as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)
-        return (as_tensor(obs_rms.normalize(self.obs[idx])), as_tensor(self.actions[idx]),
-                as_tensor(self.rewards[idx]), as_tensor(self.costs[idx]),
-                as_tensor(obs_rms.normalize(self.next_obs[idx])), as_tensor(self.terminated[idx]))
+        return (
+            as_tensor(obs_rms.normalize(self.obs[idx])),
+            as_tensor(self.actions[idx]),
+            as_tensor(self.rewards[idx]),
+            as_tensor(self.costs[idx]),
+            as_tensor(obs_rms.normalize(self.next_obs[idx])),
+            as_tensor(self.terminated[idx]),
+        )
 
 
 def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
@@ -349,175 +314,20 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
             t.lerp_(o, tau)
 
 
-def make_envs(args: Args):
-    asynchronous = args.vector_env == "async" or (
-        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id)
-    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
-    try:
-        check_spaces(envs.single_observation_space, envs.single_action_space)
-    except SystemExit:
-        envs.close()
-        raise
-    return envs
-
-
-def step_envs(envs, action: np.ndarray, run_dir: str):
-    """envs.step(action); a worker process that died (killed by the kernel's OOM killer, crashed) ends the run with
-    one line naming the cause, instead of an EOFError traceback. progress.csv keeps the rows logged so far."""
-    try:
-        return envs.step(action)
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
-        while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
-            time.sleep(0.05)
-        causes = []
-        for i, process in [(i, p) for i, p in enumerate(processes) if not p.is_alive()]:
-            code = process.exitcode
-            cause = f"exit code {code}" if code is None or code >= 0 else f"killed by {signal.Signals(-code).name}"
-            if code == -signal.SIGKILL:
-                cause += " (likely out of memory: the kernel's OOM killer sends SIGKILL; see README, Memory)"
-            causes.append(f"env worker {i} (pid {process.pid}) {cause}")
-        envs.close(terminate=True)
-        raise SystemExit(f"error: {'; '.join(causes) or 'an env worker process died'}; "
-                         f"the rows logged so far are in {os.path.join(run_dir, 'progress.csv')}") from None
-
-
-def policy_action(actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu",
-                  rng: Optional[np.random.Generator] = None) -> np.ndarray:
-    """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
-    The caller clips it to the action box."""
-    with torch.no_grad():
-        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
-        mean, std = (y.cpu().numpy() for y in actor(x))
-    return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
-
-
-def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path: Optional[str] = None,
-             stochastic: bool = False):
-    """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
-    `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
-    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
-    low, high = env.action_space.low, env.action_space.high
-    rng = np.random.default_rng(seed) if stochastic else None
-    returns, costs, frames = [], [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, ep_return, ep_cost = False, 0.0, 0.0
-        while not done:
-            action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
-            obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
-            if video_path and episode == 0:
-                frames.append(env.render())
-        returns.append(ep_return)
-        costs.append(ep_cost)
-    env.close()
-    if frames:
-        import imageio
-
-        os.makedirs(os.path.dirname(video_path), exist_ok=True)
-        imageio.mimsave(video_path, frames, fps=env.metadata.get("render_fps", 30))
-    return np.array(returns), np.array(costs)
-
-
-def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu",
-                     video_dir: Optional[str] = None) -> dict:
-    """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
-    one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
-    Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
-    summary = {}
-    for mode in ("stochastic", "deterministic"):
-        video_path = os.path.join(video_dir, f"eval-{mode}-episode-0.mp4") if video_dir else None
-        returns, costs = evaluate(actor, obs_rms, env_id, episodes, seed, device, video_path, mode == "stochastic")
-        summary.update({f"eval_{mode}_return": float(returns.mean()), f"eval_{mode}_return_std": float(returns.std()),
-                        f"eval_{mode}_cost": float(costs.mean()), f"eval_{mode}_cost_std": float(costs.std())})
-        print(f"eval ({mode}) over {episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
-              f"cost {costs.mean():.2f} ± {costs.std():.2f}", flush=True)
-    return summary
-
-
-def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
-    torch.save({"actor": actor.state_dict(), "obs_rms": obs_rms.state_dict(), "args": dataclasses.asdict(args),
-                "obs_dim": obs_rms.mean.shape[0], "act_dim": actor.center.shape[0]}, path)
-
-
-def load_checkpoint(path: str):
-    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = ckpt["actor"]
-    actor = Actor(ckpt["obs_dim"], ckpt["act_dim"], ckpt["args"]["hidden"],
-                  (state["center"] - state["scale"]).numpy(), (state["center"] + state["scale"]).numpy())
-    actor.load_state_dict(state)
-    obs_rms = RunningMeanStd(ckpt["obs_dim"])
-    obs_rms.load_state_dict(ckpt["obs_rms"])
-    return actor, obs_rms
-
-
-UPDATE_KEYS = ("q_r_loss", "q_c_loss", "q_r", "q_c", "policy_loss", "cvpo/eta", "cvpo/lambda", "cvpo/e_step_kl",
-               "cvpo/kl_mean", "cvpo/kl_var", "cvpo/alpha_mean", "cvpo/alpha_var")
-
-
-def evaluate_checkpoint(args: Args) -> dict:
-    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes, on the CPU) on
-    the env it was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
-    if args.eval_episodes < 1:
-        raise SystemExit(f"error: --eval-checkpoint needs --eval-episodes >= 1, got {args.eval_episodes}")
-    try:
-        env_id = torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)["args"]["env_id"]
-        actor, obs_rms = load_checkpoint(args.eval_checkpoint)
-    except Exception as e:  # missing file, another script's checkpoint, not a checkpoint at all
-        raise SystemExit(f"error: --eval-checkpoint {args.eval_checkpoint} is not a checkpoint of this script "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
-    run_dir = os.path.join("runs", f"{env_id}__{args.exp_name}-eval__{args.seed}__{int(time.time())}")
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump({**dataclasses.asdict(args), "env_id": env_id}, f, indent=2)
-    torch.set_num_threads(1)  # as in training
-    print(f"evaluating {args.eval_checkpoint} on {env_id}, episodes seeded from --seed {args.seed} + 10000",
-          flush=True)
-    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-    summary = final_evaluation(actor, obs_rms, env_id, args.eval_episodes, args.seed + 10_000, video_dir=video_dir)
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
-
-
-class RunLogger:
-    """One row per log interval: to progress.csv, to W&B with --track, and a progress line on stdout."""
-
-    def __init__(self, run_dir: str, args: Args, run_name: str):
-        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
-        if args.track:
-            import wandb
-
-            kwargs = dict(project=args.wandb_project_name, entity=args.wandb_entity, config=dataclasses.asdict(args),
-                          name=run_name, dir=run_dir)
-            try:
-                wandb.init(**kwargs)
-            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
-                print(f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
-                      "upload later with `wandb sync`", file=sys.stderr)
-                wandb.init(mode="offline", **kwargs)
-            self.wandb = wandb
-
-    def log(self, row: dict) -> None:
-        if self.writer is None:
-            self.file = open(self.path, "w", newline="")
-            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
-            self.writer.writeheader()
-        self.writer.writerow(row)
-        self.file.flush()
-        if self.wandb:
-            self.wandb.log(row, step=row["global_step"])
-        print(f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
-              f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d}", flush=True)
-
-    def close(self, summary: dict) -> None:
-        if self.writer is not None:
-            self.file.close()
-        if self.wandb:
-            self.wandb.summary.update(summary)
-            self.wandb.finish()
+UPDATE_KEYS = (
+    "q_r_loss",
+    "q_c_loss",
+    "q_r",
+    "q_c",
+    "policy_loss",
+    "cvpo/eta",
+    "cvpo/lambda",
+    "cvpo/e_step_kl",
+    "cvpo/kl_mean",
+    "cvpo/kl_var",
+    "cvpo/alpha_mean",
+    "cvpo/alpha_var",
+)
 
 
 def main(args: Args) -> dict:
@@ -613,14 +423,23 @@ def main(args: Args) -> dict:
             #    critics; the dual gives (eta, lambda) and with them the weights of q on those actions.
             with torch.no_grad():
                 old_mean, old_std = target_actor(obs)
-                sampled = torch.max(torch.min(old_mean + old_std * torch.randn((K,) + old_mean.shape, device=device),
-                                              actor.center + actor.scale), actor.center - actor.scale)
+                sampled = torch.max(
+                    torch.min(
+                        old_mean + old_std * torch.randn((K,) + old_mean.shape, device=device),
+                        actor.center + actor.scale,
+                    ),
+                    actor.center - actor.scale,
+                )
                 obs_k = obs.expand(K, -1, -1)
                 q_r = torch.min(q1_target(obs_k, sampled), q2_target(obs_k, sampled))
                 q_c = qc_target(obs_k, sampled)
             eta, lam = solve_dual(q_r.cpu().numpy(), q_c.cpu().numpy(), args.dual_constraint, q_limit, (eta, lam))
-            for name, value in (("q_r_loss", q_r_loss.item()), ("q_c_loss", q_c_loss.item()), ("cvpo/eta", eta),
-                                ("cvpo/lambda", lam)):
+            for name, value in (
+                ("q_r_loss", q_r_loss.item()),
+                ("q_c_loss", q_c_loss.item()),
+                ("cvpo/eta", eta),
+                ("cvpo/lambda", lam),
+            ):
                 if not np.isfinite(value):
                     raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
             weights = e_step_weights(q_r, q_c, eta, lam)
@@ -628,9 +447,18 @@ def main(args: Args) -> dict:
             # 3. M-step: weighted maximum likelihood within the decoupled KL bounds.
             m_stats = m_step(actor, policy_optimizer, obs, sampled, weights, old_mean, old_std, alphas, args)
             polyak(target_actor, actor, args.tau)
-            stats.append({"q_r_loss": q_r_loss.item(), "q_c_loss": q_c_loss.item(), "q_r": q_r.mean().item(),
-                          "q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam,
-                          "cvpo/e_step_kl": e_step_kl(weights).item(), **m_stats})
+            stats.append(
+                {
+                    "q_r_loss": q_r_loss.item(),
+                    "q_c_loss": q_c_loss.item(),
+                    "q_r": q_r.mean().item(),
+                    "q_c": q_c.mean().item(),
+                    "cvpo/eta": eta,
+                    "cvpo/lambda": lam,
+                    "cvpo/e_step_kl": e_step_kl(weights).item(),
+                    **m_stats,
+                }
+            )
 
         if global_step >= next_log or global_step >= args.total_timesteps:
             next_log += args.log_every
@@ -639,13 +467,21 @@ def main(args: Args) -> dict:
             means = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
             if not np.isfinite(means.get("policy_loss", 0.0)):
                 raise SystemExit(f"error: non-finite policy_loss at step {global_step}; stopping")
-            logger.log({
-                "global_step": global_step, "episodic_return": last_episodes[0], "episodic_cost": last_episodes[1],
-                "episodic_length": last_episodes[2], "sps": int(global_step / (time.time() - start_time)),
-                "episodes": len(finished), "cumulative_cost": cumulative_cost,
-                "cost_rate": cumulative_cost / global_step, "updates": len(stats), "q_limit": q_limit,
-                **{k: means.get(k, np.nan) for k in UPDATE_KEYS},  # means over the updates since the last row
-            })
+            logger.log(
+                {
+                    "global_step": global_step,
+                    "episodic_return": last_episodes[0],
+                    "episodic_cost": last_episodes[1],
+                    "episodic_length": last_episodes[2],
+                    "sps": int(global_step / (time.time() - start_time)),
+                    "episodes": len(finished),
+                    "cumulative_cost": cumulative_cost,
+                    "cost_rate": cumulative_cost / global_step,
+                    "updates": len(stats),
+                    "q_limit": q_limit,
+                    **{k: means.get(k, np.nan) for k in UPDATE_KEYS},  # means over the updates since the last row
+                }
+            )
             finished, stats = [], []
 
     envs.close()
@@ -656,12 +492,341 @@ def main(args: Args) -> dict:
         print(f"model saved to {path}")
     if args.eval_episodes > 0:
         video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        summary.update(final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device,
-                                        video_dir))
+        summary.update(
+            final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        )
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     logger.close(summary)
     return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
+# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
+# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
+# looks the names up when main runs.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def env_layout(args: Args) -> Args:
+    """Fill in --num-envs left at None. A navigation env is a worker process of ~500 MB (MuJoCo's arena, rebuilt
+    at every reset), so navigation tasks run 2; velocity tasks step 4 in this process."""
+    num_envs = args.num_envs if args.num_envs is not None else (4 if "Velocity" in args.env_id else 2)
+    return dataclasses.replace(args, num_envs=num_envs)
+
+
+def check_args(args: Args) -> None:
+    """Reject bad input with one clear line, before anything is built."""
+    if args.env_id not in safe_registry:
+        raise SystemExit(
+            f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
+        )
+    for name in (
+        "total_timesteps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "update_every",
+        "log_every",
+        "critic_steps",
+        "m_step_iters",
+        "hidden",
+    ):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.num_sampled_actions < 2:
+        raise SystemExit(f"error: --num-sampled-actions must be at least 2, got {args.num_sampled_actions}")
+    for name in (
+        "policy_lr",
+        "critic_lr",
+        "dual_constraint",
+        "kl_mean_constraint",
+        "kl_var_constraint",
+        "alpha_mean_scale",
+        "alpha_var_scale",
+        "alpha_mean_max",
+        "alpha_var_max",
+    ):
+        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    if not 0 < args.gamma < 1:
+        raise SystemExit(f"error: --gamma must be in (0, 1), got {args.gamma}")
+    if not 0 < args.tau <= 1:
+        raise SystemExit(f"error: --tau must be in (0, 1], got {args.tau}")
+    if not 0 <= args.cost_limit < np.inf:
+        raise SystemExit(f"error: --cost-limit must be a finite number >= 0, got {args.cost_limit}")
+    if args.eval_episodes < 0:
+        raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
+    if args.learning_starts < args.batch_size:
+        raise SystemExit(
+            f"error: --learning-starts {args.learning_starts} is smaller than --batch-size "
+            f"{args.batch_size}: the first update needs a full batch in the buffer"
+        )
+    if args.total_timesteps <= args.learning_starts:
+        raise SystemExit(
+            f"error: --total-timesteps {args.total_timesteps} leaves no step after --learning-starts "
+            f"{args.learning_starts}: nothing would be learned"
+        )
+    if args.buffer_size < args.batch_size:
+        raise SystemExit(f"error: --buffer-size {args.buffer_size} is smaller than --batch-size {args.batch_size}")
+
+
+def check_spaces(observation_space, action_space) -> None:
+    """A Gaussian MLP policy needs a flat Box observation and a Box action."""
+    if not isinstance(action_space, spaces.Box):
+        raise SystemExit(f"error: this script needs a continuous (Box) action space, the env has {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise SystemExit(f"error: this script needs a flat Box observation, the env has {observation_space}")
+
+
+class RunningMeanStd:
+    """Running mean and variance of observations (parallel update of Chan et al.), used to normalise them."""
+
+    def __init__(self, shape, clip: float = 10.0, eps: float = 1e-8):
+        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
+        self.clip, self.eps = clip, eps
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(axis=0) / n
+        batch_var = np.square(x - batch_mean).sum(axis=0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean, "var": self.var, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def make_envs(args: Args):
+    asynchronous = args.vector_env == "async" or (
+        args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id
+    )
+    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    try:
+        check_spaces(envs.single_observation_space, envs.single_action_space)
+    except SystemExit:
+        envs.close()
+        raise
+    return envs
+
+
+def step_envs(envs, action: np.ndarray, run_dir: str):
+    """envs.step(action); a worker process that died (killed by the kernel's OOM killer, crashed) ends the run with
+    one line naming the cause, instead of an EOFError traceback. progress.csv keeps the rows logged so far."""
+    try:
+        return envs.step(action)
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
+            time.sleep(0.05)
+        causes = []
+        for i, process in [(i, p) for i, p in enumerate(processes) if not p.is_alive()]:
+            code = process.exitcode
+            cause = f"exit code {code}" if code is None or code >= 0 else f"killed by {signal.Signals(-code).name}"
+            if code == -signal.SIGKILL:
+                cause += " (likely out of memory: the kernel's OOM killer sends SIGKILL; see README, Memory)"
+            causes.append(f"env worker {i} (pid {process.pid}) {cause}")
+        envs.close(terminate=True)
+        raise SystemExit(
+            f"error: {'; '.join(causes) or 'an env worker process died'}; "
+            f"the rows logged so far are in {os.path.join(run_dir, 'progress.csv')}"
+        ) from None
+
+
+def policy_action(
+    actor: Actor, obs_rms: RunningMeanStd, obs: np.ndarray, device="cpu", rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
+    """The action for raw observations: the mean action, or with `rng` one sampled from the policy (as in training).
+    The caller clips it to the action box."""
+    with torch.no_grad():
+        x = torch.as_tensor(obs_rms.normalize(obs), dtype=torch.float32, device=device)
+        mean, std = (y.cpu().numpy() for y in actor(x))
+    return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
+
+
+def evaluate(
+    actor,
+    obs_rms,
+    env_id: str,
+    episodes: int,
+    seed: int,
+    device="cpu",
+    video_path: Optional[str] = None,
+    stochastic: bool = False,
+):
+    """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
+    `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
+    env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
+    low, high = env.action_space.low, env.action_space.high
+    rng = np.random.default_rng(seed) if stochastic else None
+    returns, costs, frames = [], [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, ep_return, ep_cost = False, 0.0, 0.0
+        while not done:
+            action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
+            obs, reward, cost, terminated, truncated, _ = env.step(action)
+            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            if video_path and episode == 0:
+                frames.append(env.render())
+        returns.append(ep_return)
+        costs.append(ep_cost)
+    env.close()
+    if frames:
+        import imageio
+
+        os.makedirs(os.path.dirname(video_path), exist_ok=True)
+        imageio.mimsave(video_path, frames, fps=env.metadata.get("render_fps", 30))
+    return np.array(returns), np.array(costs)
+
+
+def final_evaluation(
+    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
+) -> dict:
+    """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
+    one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
+    Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
+    summary = {}
+    for mode in ("stochastic", "deterministic"):
+        video_path = os.path.join(video_dir, f"eval-{mode}-episode-0.mp4") if video_dir else None
+        returns, costs = evaluate(actor, obs_rms, env_id, episodes, seed, device, video_path, mode == "stochastic")
+        summary.update(
+            {
+                f"eval_{mode}_return": float(returns.mean()),
+                f"eval_{mode}_return_std": float(returns.std()),
+                f"eval_{mode}_cost": float(costs.mean()),
+                f"eval_{mode}_cost_std": float(costs.std()),
+            }
+        )
+        print(
+            f"eval ({mode}) over {episodes} episodes: return {returns.mean():.2f} ± {returns.std():.2f}, "
+            f"cost {costs.mean():.2f} ± {costs.std():.2f}",
+            flush=True,
+        )
+    return summary
+
+
+def save_checkpoint(path: str, actor: Actor, obs_rms: RunningMeanStd, args: Args) -> None:
+    torch.save(
+        {
+            "actor": actor.state_dict(),
+            "obs_rms": obs_rms.state_dict(),
+            "args": dataclasses.asdict(args),
+            "obs_dim": obs_rms.mean.shape[0],
+            "act_dim": actor.center.shape[0],
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str):
+    """Rebuild (actor, obs_rms) from a `--save-model` file, ready for `policy_action` or `evaluate`."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt["actor"]
+    actor = Actor(
+        ckpt["obs_dim"],
+        ckpt["act_dim"],
+        ckpt["args"]["hidden"],
+        (state["center"] - state["scale"]).numpy(),
+        (state["center"] + state["scale"]).numpy(),
+    )
+    actor.load_state_dict(state)
+    obs_rms = RunningMeanStd(ckpt["obs_dim"])
+    obs_rms.load_state_dict(ckpt["obs_rms"])
+    return actor, obs_rms
+
+
+def evaluate_checkpoint(args: Args) -> dict:
+    """--eval-checkpoint: load a `--save-model` file and run only the final evaluation (both modes, on the CPU) on
+    the env it was trained on; summary.json (and videos/ with --capture-video) go to a new run folder."""
+    if args.eval_episodes < 1:
+        raise SystemExit(f"error: --eval-checkpoint needs --eval-episodes >= 1, got {args.eval_episodes}")
+    try:
+        env_id = torch.load(args.eval_checkpoint, map_location="cpu", weights_only=False)["args"]["env_id"]
+        actor, obs_rms = load_checkpoint(args.eval_checkpoint)
+    except Exception as e:  # missing file, another script's checkpoint, not a checkpoint at all
+        raise SystemExit(
+            f"error: --eval-checkpoint {args.eval_checkpoint} is not a checkpoint of this script "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    run_dir = os.path.join("runs", f"{env_id}__{args.exp_name}-eval__{args.seed}__{int(time.time())}")
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(args), "env_id": env_id}, f, indent=2)
+    torch.set_num_threads(1)  # as in training
+    print(f"evaluating {args.eval_checkpoint} on {env_id}, episodes seeded from --seed {args.seed} + 10000", flush=True)
+    video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+    summary = final_evaluation(actor, obs_rms, env_id, args.eval_episodes, args.seed + 10_000, video_dir=video_dir)
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def minutes(seconds: float) -> str:
+    """Seconds as m:ss (a 1e6-step navigation run takes most of an hour)."""
+    return f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+class RunLogger:
+    """One row per log interval: to progress.csv, to W&B with --track, and a progress line on stdout."""
+
+    def __init__(self, run_dir: str, args: Args, run_name: str):
+        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
+        self.start, self.total_timesteps = time.time(), args.total_timesteps  # for the elapsed and left times
+        if args.track:
+            import wandb
+
+            kwargs = dict(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                config=dataclasses.asdict(args),
+                name=run_name,
+                dir=run_dir,
+            )
+            try:
+                wandb.init(**kwargs)
+            except Exception as e:  # most often: no API key and no WANDB_MODE on a machine without login
+                print(
+                    f"wandb: online init failed ({str(e).splitlines()[0]}); logging offline, "
+                    "upload later with `wandb sync`",
+                    file=sys.stderr,
+                )
+                wandb.init(mode="offline", **kwargs)
+            self.wandb = wandb
+
+    def log(self, row: dict) -> None:
+        if self.writer is None:
+            self.file = open(self.path, "w", newline="")
+            self.writer = csv.DictWriter(self.file, fieldnames=list(row))
+            self.writer.writeheader()
+        self.writer.writerow(row)
+        self.file.flush()
+        if self.wandb:
+            self.wandb.log(row, step=row["global_step"])
+        elapsed = time.time() - self.start
+        left = elapsed * (self.total_timesteps - row["global_step"]) / max(row["global_step"], 1)
+        print(
+            f"step {row['global_step']:>9d} | return {row['episodic_return']:9.2f} | "
+            f"cost {row['episodic_cost']:7.2f} | sps {row['sps']:6d} | elapsed {minutes(elapsed)} | "
+            f"left {minutes(left)}",
+            flush=True,
+        )
+
+    def close(self, summary: dict) -> None:
+        if self.writer is not None:
+            self.file.close()
+        if self.wandb:
+            self.wandb.summary.update(summary)
+            self.wandb.finish()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ rollout cancel out. `peak_pss_mb` is the largest summed PSS (proportional set si
 between the processes sharing them) of the long run's process tree, sampled twice a second. Without
 --num-envs each script uses its own default, and raw stepping is measured with the same number of envs.
 """
+
 import argparse
 import json
 import os
@@ -41,8 +42,14 @@ def raw_sps(env_id: str, num_envs: int, steps: int, vector_env: str = "auto", se
         envs.step(rng.uniform(low, high, size=(num_envs,) + low.shape))
     seconds = time.perf_counter() - start
     envs.close()
-    return {"env_id": env_id, "num_envs": num_envs, "vector_env": "async" if asynchronous else "sync",
-            "steps": iterations * num_envs, "seconds": seconds, "sps": iterations * num_envs / seconds}
+    return {
+        "env_id": env_id,
+        "num_envs": num_envs,
+        "vector_env": "async" if asynchronous else "sync",
+        "steps": iterations * num_envs,
+        "seconds": seconds,
+        "sps": iterations * num_envs / seconds,
+    }
 
 
 def process_tree(pid: int) -> list:
@@ -73,8 +80,18 @@ def pss_mb(pid: int) -> float:
 
 def run_script(script: str, env_id: str, steps: int, num_envs, root: str) -> dict:
     """Run `script`.py for `steps` env steps in a temporary folder; return its summary.json and its peak PSS."""
-    command = [sys.executable, os.path.join(root, f"{script}.py"), "--env-id", env_id, "--total-timesteps",
-               str(steps), "--eval-episodes", "0", "--exp-name", f"{script}-throughput"]
+    command = [
+        sys.executable,
+        os.path.join(root, f"{script}.py"),
+        "--env-id",
+        env_id,
+        "--total-timesteps",
+        str(steps),
+        "--eval-episodes",
+        "0",
+        "--exp-name",
+        f"{script}-throughput",
+    ]
     if num_envs is not None:
         command += ["--num-envs", str(num_envs)]
     with tempfile.TemporaryDirectory() as cwd:
@@ -94,16 +111,26 @@ def run_script(script: str, env_id: str, steps: int, num_envs, root: str) -> dic
             summary = json.load(f)
         with open(os.path.join(run_dir, "config.json")) as f:
             config = json.load(f)
-    return {"train_seconds": summary["train_seconds"], "num_envs": config["num_envs"], "peak_pss_mb": peak,
-            "peak_processes": processes}
+    return {
+        "train_seconds": summary["train_seconds"],
+        "num_envs": config["num_envs"],
+        "peak_pss_mb": peak,
+        "peak_processes": processes,
+    }
 
 
 def end_to_end(script: str, env_id: str, steps: int, num_envs=None, root: str = ROOT) -> dict:
     short = run_script(script, env_id, steps, num_envs, root)
     long = run_script(script, env_id, 2 * steps, num_envs, root)
-    return {"script": script, "env_id": env_id, "num_envs": long["num_envs"], "steps": steps,
-            "sps": steps / (long["train_seconds"] - short["train_seconds"]),
-            "peak_pss_mb": round(long["peak_pss_mb"]), "peak_processes": long["peak_processes"]}
+    return {
+        "script": script,
+        "env_id": env_id,
+        "num_envs": long["num_envs"],
+        "steps": steps,
+        "sps": steps / (long["train_seconds"] - short["train_seconds"]),
+        "peak_pss_mb": round(long["peak_pss_mb"]),
+        "peak_processes": long["peak_processes"],
+    }
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ PSS (proportional set size) splits shared pages between the processes sharing th
 tree is the memory it really holds. Sampled once a second: a spike shorter than that can be missed.
 The exit code is the command's.
 """
+
 import os
 import subprocess
 import sys

@@ -3,6 +3,7 @@
 Usage: python benchmarks/report.py --out DIR   (reads DIR/runs/*/{config.json,progress.csv,summary.json}
 and DIR/throughput/*.json written by benchmarks/env_sps.py)
 """
+
 import argparse
 import csv
 import glob
@@ -46,8 +47,16 @@ def load_runs(out_dir: str) -> list:
             continue
         summary_path = os.path.join(run_dir, "summary.json")
         summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
-        runs.append({"algo": config["exp_name"], "env": config["env_id"], "seed": config["seed"], "config": config,
-                     "rows": rows, "summary": summary})
+        runs.append(
+            {
+                "algo": config["exp_name"],
+                "env": config["env_id"],
+                "seed": config["seed"],
+                "config": config,
+                "rows": rows,
+                "summary": summary,
+            }
+        )
     return runs
 
 
@@ -98,14 +107,22 @@ def results_table(runs: list) -> list:
     groups = defaultdict(list)
     for run in runs:
         groups[(run["algo"], run["env"])].append(run_finals(run))
-    lines = [f"| algo | env | seeds | steps | final return | final cost | cost rate | SPS | wall (s) | published "
-             f"(return / cost) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| algo | env | seeds | steps | final return | final cost | cost rate | SPS | wall (s) | published "
+        "(return / cost) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (algo, env), finals in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         steps = sorted({int(f["steps"]) for f in finals})
-        cells = [mean_std([f[key] for f in finals], fmt) for key, fmt in
-                 (("return", ".2f"), ("cost", ".2f"), ("cost_rate", ".4f"), ("sps", ".0f"), ("wall", ".0f"))]
-        lines.append(f"| {algo} | {env} | {len(finals)} | {'/'.join(f'{s:,}' for s in steps)} | "
-                     + " | ".join(cells) + f" | {REFERENCES.get((algo, env), '')} |")
+        cells = [
+            mean_std([f[key] for f in finals], fmt)
+            for key, fmt in (("return", ".2f"), ("cost", ".2f"), ("cost_rate", ".4f"), ("sps", ".0f"), ("wall", ".0f"))
+        ]
+        lines.append(
+            f"| {algo} | {env} | {len(finals)} | {'/'.join(f'{s:,}' for s in steps)} | "
+            + " | ".join(cells)
+            + f" | {REFERENCES.get((algo, env), '')} |"
+        )
     return lines
 
 
@@ -115,24 +132,32 @@ def evaluation_table(runs: list) -> list:
     groups = defaultdict(list)
     for run in runs:
         groups[(run["algo"], run["env"])].append(run_finals(run))
-    lines = ["| algo | env | seeds | return (stochastic) | cost (stochastic) | return (deterministic) | "
-             "cost (deterministic) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| algo | env | seeds | return (stochastic) | cost (stochastic) | return (deterministic) | "
+        "cost (deterministic) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (algo, env), finals in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        cells = [mean_std([f[f"{mode}_{what}"] for f in finals], ".2f") for mode in EVAL_MODES
-                 for what in ("return", "cost")]
+        cells = [
+            mean_std([f[f"{mode}_{what}"] for f in finals], ".2f") for mode in EVAL_MODES for what in ("return", "cost")
+        ]
         lines.append(f"| {algo} | {env} | {len(finals)} | " + " | ".join(cells) + " |")
     return lines
 
 
 def per_run_table(runs: list) -> list:
     """One row per run: the last 10% of steps, the cost paid during training, and how often the limit was broken."""
-    lines = ["| algo | env | seed | steps | return (last 10%) | cost (last 10%) | cumulative cost | "
-             "updates above limit |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| algo | env | seed | steps | return (last 10%) | cost (last 10%) | cumulative cost | updates above limit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for run in sorted(runs, key=lambda r: (r["env"], r["algo"], r["seed"])):
         f = run_finals(run)
-        lines.append(f"| {run['algo']} | {run['env']} | {run['seed']} | {int(f['steps']):,} | {f['return_10']:.2f} | "
-                     f"{f['cost_10']:.2f} | {f['cumulative_cost']:,.0f} | "
-                     f"{f['updates_above_limit']} / {f['updates']} |")
+        lines.append(
+            f"| {run['algo']} | {run['env']} | {run['seed']} | {int(f['steps']):,} | {f['return_10']:.2f} | "
+            f"{f['cost_10']:.2f} | {f['cumulative_cost']:,.0f} | "
+            f"{f['updates_above_limit']} / {f['updates']} |"
+        )
     return lines
 
 
@@ -150,8 +175,10 @@ def throughput_table(runs: list, out_dir: str) -> list:
     for run in runs:
         f = run_finals(run)
         groups[(run["algo"], run["env"], f["num_envs"])].append(f["sps"])
-    lines = ["| algo | env | num_envs | end-to-end SPS | raw env SPS (random actions) | ratio |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| algo | env | num_envs | end-to-end SPS | raw env SPS (random actions) | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
     for (algo, env, n), sps in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         if (env, n) in raw:
             r = float(np.mean(raw[(env, n)]))
@@ -185,7 +212,7 @@ def plot_curves(runs: list, path: str) -> None:
                 with warnings.catch_warnings():  # grid points before a seed's first episode are NaN
                     warnings.simplefilter("ignore", RuntimeWarning)
                     mean, low, high = (f(curves, axis=0) for f in (np.nanmean, np.nanmin, np.nanmax))
-                line, = axes[row, col].plot(grid, mean, label=f"{algo} ({len(seeds)} seeds)")
+                (line,) = axes[row, col].plot(grid, mean, label=f"{algo} ({len(seeds)} seeds)")
                 if len(curves) > 1:
                     axes[row, col].fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
         limit = env_runs[0]["config"].get("cost_limit")
@@ -207,26 +234,45 @@ def plot_curves(runs: list, path: str) -> None:
 
 def write_report(out_dir: str, failed: list = ()) -> str:
     runs = load_runs(out_dir)
-    lines = ["# Benchmark results", "",
-             f"Final return / cost of a run: the mean over its last {FINAL_ROWS} progress rows (training episodes); "
-             "mean ± std over seeds. Cost rate: cumulative training cost / environment steps. "
-             "Published numbers are quoted with their own (larger) budgets: compare with care.", ""]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Final return / cost of a run: the mean over its last {FINAL_ROWS} progress rows (training episodes); "
+        "mean ± std over seeds. Cost rate: cumulative training cost / environment steps. "
+        "Published numbers are quoted with their own (larger) budgets: compare with care.",
+        "",
+    ]
     lines += results_table(runs) if runs else ["No finished runs found."]
     if runs:
-        lines += ["", "## Final evaluation", "",
-                  f"Episodes after training (`--eval-episodes` per mode). Stochastic: actions sampled from the policy, "
-                  "as in training; this is the policy the cost limit constrains. Deterministic: the mean action.", ""]
+        lines += [
+            "",
+            "## Final evaluation",
+            "",
+            "Episodes after training (`--eval-episodes` per mode). Stochastic: actions sampled from the policy, "
+            "as in training; this is the policy the cost limit constrains. Deterministic: the mean action.",
+            "",
+        ]
         lines += evaluation_table(runs)
-        lines += ["", "## Per run", "",
-                  "Last 10%: the mean over the progress rows of the last 10% of steps. Cumulative cost: all cost paid "
-                  "during training. Updates above limit: progress rows whose episodic cost exceeds the run's "
-                  "`cost_limit`.", ""]
+        lines += [
+            "",
+            "## Per run",
+            "",
+            "Last 10%: the mean over the progress rows of the last 10% of steps. Cumulative cost: all cost paid "
+            "during training. Updates above limit: progress rows whose episodic cost exceeds the run's "
+            "`cost_limit`.",
+            "",
+        ]
         lines += per_run_table(runs)
     throughput = throughput_table(runs, out_dir)
     if throughput:
-        lines += ["", "## Throughput", "",
-                  "End-to-end SPS (the run's final `sps`) against raw vector-env stepping with random actions "
-                  "(benchmarks/env_sps.py, same env and num_envs, measured in the same benchmark).", ""] + throughput
+        lines += [
+            "",
+            "## Throughput",
+            "",
+            "End-to-end SPS (the run's final `sps`) against raw vector-env stepping with random actions "
+            "(benchmarks/env_sps.py, same env and num_envs, measured in the same benchmark).",
+            "",
+        ] + throughput
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {line}" for line in failed]
     path = os.path.join(out_dir, "results.md")

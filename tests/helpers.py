@@ -1,4 +1,5 @@
 """Shared test helpers: import a top-level script as a module, run it as a user would, read its run folder."""
+
 import csv
 import glob
 import importlib.util
@@ -23,10 +24,19 @@ def run_script(name: str, cwd, *args: str, timeout: float = 300, env: dict = Non
     """`python {name}.py args...` in `cwd`, with this interpreter; output captured as text.
     W&B is offline unless `env` says otherwise (a value of None removes that variable)."""
     os.makedirs(cwd, exist_ok=True)
-    env = {k: v for k, v in {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}.items()
-           if v is not None}
-    return subprocess.run([sys.executable, os.path.join(ROOT, f"{name}.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = {
+        k: v
+        for k, v in {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1", **(env or {})}.items()
+        if v is not None
+    }
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, f"{name}.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def only_run_dir(cwd) -> str:

@@ -1,4 +1,5 @@
 """benchmark.sh and its report step: known run folders in, known tables out; the quick matrix end to end."""
+
 import csv
 import json
 import os
@@ -14,12 +15,16 @@ import report  # noqa: E402
 def make_run(out, algo, env, seed, returns, costs, sps, cumulative_cost, train_seconds, num_envs=8, evals=None):
     run_dir = os.path.join(out, "runs", f"{env}__{algo}__{seed}__1700000000")
     os.makedirs(run_dir)
-    json.dump({"exp_name": algo, "env_id": env, "seed": seed, "cost_limit": 25.0, "num_envs": num_envs},
-              open(os.path.join(run_dir, "config.json"), "w"))
+    json.dump(
+        {"exp_name": algo, "env_id": env, "seed": seed, "cost_limit": 25.0, "num_envs": num_envs},
+        open(os.path.join(run_dir, "config.json"), "w"),
+    )
     json.dump({"train_seconds": train_seconds, **(evals or {})}, open(os.path.join(run_dir, "summary.json"), "w"))
     with open(os.path.join(run_dir, "progress.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cumulative_cost"])
+        writer.writerow(
+            ["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cumulative_cost"]
+        )
         for i, (r, c) in enumerate(zip(returns, costs)):
             step = 1000 * (i + 1)
             writer.writerow([step, r, c, 1000, sps, cumulative_cost * step / (1000 * len(returns))])
@@ -43,12 +48,27 @@ def test_report_on_hand_made_runs(tmp_path):
     out = str(tmp_path)
     env = "SafetyPointGoal1-v0"
     # Final = mean of the last 5 rows: seed 1 -> return 10, cost 20; seed 2 -> return 12, cost 30.
-    evals = lambda r, c: {"eval_stochastic_return": r, "eval_stochastic_cost": c,
-                          "eval_deterministic_return": 2 * r, "eval_deterministic_cost": 3 * c}
-    make_run(out, "ppo", env, 1, [0, 0, 10, 10, 10, 10, 10], [99, 99, 20, 20, 20, 20, 20], 500, 700.0, 100.0,
-             evals=evals(4.0, 10.0))
-    make_run(out, "ppo", env, 2, [5, 12, 12, 12, 12, 12], [0, 30, 30, 30, 30, 30], 700, 1200.0, 140.0,
-             evals=evals(6.0, 20.0))
+    evals = lambda r, c: {
+        "eval_stochastic_return": r,
+        "eval_stochastic_cost": c,
+        "eval_deterministic_return": 2 * r,
+        "eval_deterministic_cost": 3 * c,
+    }
+    make_run(
+        out,
+        "ppo",
+        env,
+        1,
+        [0, 0, 10, 10, 10, 10, 10],
+        [99, 99, 20, 20, 20, 20, 20],
+        500,
+        700.0,
+        100.0,
+        evals=evals(4.0, 10.0),
+    )
+    make_run(
+        out, "ppo", env, 2, [5, 12, 12, 12, 12, 12], [0, 30, 30, 30, 30, 30], 700, 1200.0, 140.0, evals=evals(6.0, 20.0)
+    )
     make_run(out, "trpo", env, 1, [1, 2], [3, 4], 100, 7.0, 10.0, evals={"eval_return": 7.0, "eval_cost": 8.0})
     make_run(out, "cvpo", env, 1, [float("nan"), 1, 2, 3], [float("nan"), 4, 5, 6], 100, 40.0, 50.0, num_envs=4)
     os.makedirs(os.path.join(out, "throughput"))
@@ -64,15 +84,21 @@ def test_report_on_hand_made_runs(tmp_path):
     assert sps == "600 ± 100" and wall == "120 ± 20"
     assert published == "25.44 / 55.72 (OmniSafe, 1e7 steps)"
     # Both evaluations, mean ± std over seeds; a run without them (cvpo here) shows n/a.
-    assert table_row(text, "ppo", env, "Final evaluation")[3:] == ["5.00 ± 1.00", "15.00 ± 5.00", "10.00 ± 2.00",
-                                                                   "45.00 ± 15.00"]
+    assert table_row(text, "ppo", env, "Final evaluation")[3:] == [
+        "5.00 ± 1.00",
+        "15.00 ± 5.00",
+        "10.00 ± 2.00",
+        "45.00 ± 15.00",
+    ]
     assert table_row(text, "cvpo", env, "Final evaluation")[3:] == ["n/a"] * 4
     # Older runs evaluated the mean action only, under eval_return / eval_cost: they fill the deterministic columns.
     assert table_row(text, "trpo", env, "Final evaluation")[3:] == ["n/a", "n/a", "7.00 ± 0.00", "8.00 ± 0.00"]
     # Per run: the last 10% of steps (seed 1: the row at 7000 > 6300 only), cumulative cost, rows above d = 25.
     per_run = [line for line in section(text, "Per run").splitlines() if line.startswith("| ppo |")]
-    assert per_run == [f"| ppo | {env} | 1 | 7,000 | 10.00 | 20.00 | 700 | 2 / 7 |",
-                       f"| ppo | {env} | 2 | 6,000 | 12.00 | 30.00 | 1,200 | 5 / 6 |"]
+    assert per_run == [
+        f"| ppo | {env} | 1 | 7,000 | 10.00 | 20.00 | 700 | 2 / 7 |",
+        f"| ppo | {env} | 2 | 6,000 | 12.00 | 30.00 | 1,200 | 5 / 6 |",
+    ]
     # NaN rows (before the first episode ends) are skipped: final over the finite ones among the last 5.
     cvpo_row = table_row(text, "cvpo", env)
     assert cvpo_row[4] == "2.00 ± 0.00" and cvpo_row[5] == "5.00 ± 0.00" and cvpo_row[9] == ""
@@ -85,9 +111,13 @@ def test_report_on_hand_made_runs(tmp_path):
 
 
 def run_benchmark(tmp_path, *args, timeout=900):
-    return subprocess.run(["bash", os.path.join(ROOT, "benchmark.sh"), "--out", str(tmp_path / "bench"), *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline"})
+    return subprocess.run(
+        ["bash", os.path.join(ROOT, "benchmark.sh"), "--out", str(tmp_path / "bench"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline"},
+    )
 
 
 def test_quick_benchmark_end_to_end(tmp_path):
@@ -105,8 +135,16 @@ def test_quick_benchmark_end_to_end(tmp_path):
 
 
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
-    result = run_benchmark(tmp_path, "--quick", "--algos", "ppo", "--envs",
-                           "SafetyNoSuchEnv-v0,SafetyHalfCheetahVelocity-v1", "--seeds", "1")
+    result = run_benchmark(
+        tmp_path,
+        "--quick",
+        "--algos",
+        "ppo",
+        "--envs",
+        "SafetyNoSuchEnv-v0,SafetyHalfCheetahVelocity-v1",
+        "--seeds",
+        "1",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     failed = open(tmp_path / "bench" / "failed.txt").read()
     assert "ppo__SafetyNoSuchEnv-v0__1: exit 1" in failed
@@ -116,8 +154,18 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
 
 
 def test_slurm_mode_writes_one_array_task_per_run(tmp_path):
-    result = run_benchmark(tmp_path, "--slurm", "--algos", "ppo,cvpo", "--envs", "SafetyPointGoal1-v0",
-                           "--seeds", "1,2,3", "--total-timesteps", "SafetyPointGoal1-v0=300000")
+    result = run_benchmark(
+        tmp_path,
+        "--slurm",
+        "--algos",
+        "ppo,cvpo",
+        "--envs",
+        "SafetyPointGoal1-v0",
+        "--seeds",
+        "1,2,3",
+        "--total-timesteps",
+        "SafetyPointGoal1-v0=300000",
+    )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "bench"
     tasks = open(out / "tasks.txt").read().splitlines()
@@ -130,7 +178,10 @@ def test_slurm_mode_writes_one_array_task_per_run(tmp_path):
 
 
 def test_bad_options_fail_fast(tmp_path):
-    for args, words in ((["--algos", "nosuch"], "no script nosuch.py"), (["--workers", "0"], "--workers"),
-                        (["--frobnicate"], "unknown option")):
+    for args, words in (
+        (["--algos", "nosuch"], "no script nosuch.py"),
+        (["--workers", "0"], "--workers"),
+        (["--frobnicate"], "unknown option"),
+    ):
         result = run_benchmark(tmp_path, *args, timeout=60)
         assert result.returncode == 2 and words in result.stderr, result.stderr

@@ -1,6 +1,7 @@
 """cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, the recovery angle
 (theta_f from kappa), the calibrated cost lever, the cost window, the M-step and its scaling to the KL budget,
 the held-out samples, the recovery switch and the cost-limit curriculum."""
+
 import math
 
 import numpy as np
@@ -103,14 +104,22 @@ def test_e_step_known_answer_in_two_dimensions():
 def slsqp_optimum(adv, cost_adv, margin, delta):
     a, c = adv.numpy(), cost_adv.numpy()
     n = len(a)
-    cons = [{"type": "eq", "fun": lambda x: x.sum(), "jac": lambda x: np.ones(n)},
-            {"type": "ineq", "fun": lambda x: n * margin - x @ c, "jac": lambda x: -c},
-            {"type": "ineq", "fun": lambda x: radius(n, delta) ** 2 - x @ x, "jac": lambda x: -2 * x}]
+    cons = [
+        {"type": "eq", "fun": lambda x: x.sum(), "jac": lambda x: np.ones(n)},
+        {"type": "ineq", "fun": lambda x: n * margin - x @ c, "jac": lambda x: -c},
+        {"type": "ineq", "fun": lambda x: radius(n, delta) ** 2 - x @ x, "jac": lambda x: -2 * x},
+    ]
     best = None
     for start in range(4):  # a few starts: the problem is convex, this only guards against a bad stop
         x0 = np.random.default_rng(start).normal(size=n) * 1e-3
-        res = minimize(lambda x: -(x @ a), x0, jac=lambda x: -a, constraints=cons, method="SLSQP",
-                       options={"maxiter": 500, "ftol": 1e-12})
+        res = minimize(
+            lambda x: -(x @ a),
+            x0,
+            jac=lambda x: -a,
+            constraints=cons,
+            method="SLSQP",
+            options={"maxiter": 500, "ftol": 1e-12},
+        )
         if res.success and (best is None or -res.fun > best):
             best = -res.fun
     return best
@@ -248,8 +257,14 @@ def test_feasible_angle_is_the_edge_of_the_feasible_cap():
     assert cppo.feasible_angle(3.0) == 0.0  # all of it is
 
 
-@pytest.mark.parametrize("kappa, case", [(-0.9, "no reward-keeping direction is feasible"),
-                                         (0.5, "feasible directions keep reward"), (-2.0, "nothing feasible")])
+@pytest.mark.parametrize(
+    "kappa, case",
+    [
+        (-0.9, "no reward-keeping direction is feasible"),
+        (0.5, "feasible directions keep reward"),
+        (-2.0, "nothing feasible"),
+    ],
+)
 def test_recovery_angle_is_the_papers_clip(kappa, case):
     # theta = clip(theta, max(theta_f, theta_A + pi/2), pi), theta_f = arccos(kappa): with A close to A_c
     # (theta_A ~ 0.45), theta_A + pi/2 ~ 2.0 rad. kappa -0.9 puts the feasible cap beyond it (theta_f ~ 2.69:
@@ -319,8 +334,16 @@ def synthetic_batch(n=2000, obs_dim=6, act_dim=2, seed=0):
         act = old_mean + actor.log_std.exp() * torch.randn(n, act_dim)
         logp = actor.log_prob(obs, act)
     adv = 0.2 * (act[:, 0] - old_mean[:, 0]) + torch.randn(n)
-    batch = {"obs": obs, "act": act, "logp": logp, "old_mean": old_mean, "adv": adv, "cost_adv": torch.randn(n),
-             "ret": torch.zeros(n), "cost_ret": torch.zeros(n)}
+    batch = {
+        "obs": obs,
+        "act": act,
+        "logp": logp,
+        "old_mean": old_mean,
+        "adv": adv,
+        "cost_adv": torch.randn(n),
+        "ret": torch.zeros(n),
+        "cost_ret": torch.zeros(n),
+    }
     return actor, batch
 
 
@@ -331,17 +354,22 @@ def updater(actor, obs_dim=6):
     optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
     critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
     return lambda batch, margin, calibration, args, **kw: cppo.cppo_update(
-        actor, critic, cost_critic, optimizer, critic_optimizer, batch, margin, False, calibration, args, **kw)
+        actor, critic, cost_critic, optimizer, critic_optimizer, batch, margin, False, calibration, args, **kw
+    )
 
 
 @pytest.mark.parametrize("max_step_scale", [0.0, 10.0])
 def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
     actor, batch = synthetic_batch()
-    stats = updater(actor)(batch, 1.0, cppo.CostCalibration(False),
-                           cppo.Args(max_step_scale=max_step_scale, num_minibatches=8))
+    stats = updater(actor)(
+        batch, 1.0, cppo.CostCalibration(False), cppo.Args(max_step_scale=max_step_scale, num_minibatches=8)
+    )
     with torch.no_grad():
-        kl = cppo.gaussian_kl(batch["old_mean"], torch.full((2,), -0.5), actor.mean(batch["obs"]),
-                              actor.log_std).mean().item()
+        kl = (
+            cppo.gaussian_kl(batch["old_mean"], torch.full((2,), -0.5), actor.mean(batch["obs"]), actor.log_std)
+            .mean()
+            .item()
+        )
     assert stats["cppo/fit_kl"] < 0.2 * DELTA  # the regression alone stops far inside the trust region
     assert kl == pytest.approx(stats["approx_kl"])
     if max_step_scale == 0:
@@ -383,8 +411,17 @@ def test_recovery_switch_lasts_until_the_lower_switch_cost(tmp_path, monkeypatch
     # must start when the trigger says (J_c > d, or an E-step with nothing feasible) and then last while J_c stays
     # at or above the lower switch cost (0.5 d here); no recovery while J_c is below it.
     monkeypatch.chdir(tmp_path)
-    args = cppo.Args(num_envs=2, num_steps=500, total_timesteps=8000, eval_episodes=0, cost_limit=2.0, seed=2,
-                     cost_window=2, recovery_exit_frac=0.5, recovery_trigger=trigger)
+    args = cppo.Args(
+        num_envs=2,
+        num_steps=500,
+        total_timesteps=8000,
+        eval_episodes=0,
+        cost_limit=2.0,
+        seed=2,
+        cost_window=2,
+        recovery_exit_frac=0.5,
+        recovery_trigger=trigger,
+    )
     cppo.main(args)
     rows = read_progress(only_run_dir(tmp_path))
     recovering = False

@@ -1,4 +1,5 @@
 """CVPO kernels on hand-made inputs: the E-step dual against a brute-force grid, the weights, the M-step's KL bounds."""
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,7 @@ def grid_minimum(q_r, q_c, eps, q_limit):
     """Brute force: g on a log grid of eta and a grid of lambda (including 0), then a finer grid around the best."""
     etas, lams = np.geomspace(1e-3, 1e3, 121), np.concatenate([[0.0], np.geomspace(1e-4, 1e3, 141)])
     for _ in range(4):
-        values = np.array([[dual_value(q_r, q_c, eps, q_limit, e, l) for l in lams] for e in etas])
+        values = np.array([[dual_value(q_r, q_c, eps, q_limit, e, lam) for lam in lams] for e in etas])
         i, j = np.unravel_index(values.argmin(), values.shape)
         best = (values[i, j], etas[i], lams[j])
         etas = np.geomspace(etas[max(i - 2, 0)], etas[min(i + 2, len(etas) - 1)], 21)
@@ -32,8 +33,9 @@ def test_dual_gradient_matches_finite_differences():
     _, grad = cvpo.dual_function(x, q_r, q_c, 0.1, 1.0)
     for k in range(2):
         step = np.eye(2)[k] * 1e-6
-        numeric = (cvpo.dual_function(x + step, q_r, q_c, 0.1, 1.0)[0]
-                   - cvpo.dual_function(x - step, q_r, q_c, 0.1, 1.0)[0]) / 2e-6
+        numeric = (
+            cvpo.dual_function(x + step, q_r, q_c, 0.1, 1.0)[0] - cvpo.dual_function(x - step, q_r, q_c, 0.1, 1.0)[0]
+        ) / 2e-6
         assert grad[k] == pytest.approx(numeric, rel=1e-5, abs=1e-8)
 
 

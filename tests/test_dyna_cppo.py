@@ -1,5 +1,6 @@
 """dyna_cppo.py kernels: the multi-step model loss on a known linear system, per-trajectory GAE of imagined
 rollouts, windows that respect episode ends, and the reduction to CPPO with --model-rollouts 0."""
+
 import dataclasses
 import math
 import os
@@ -77,8 +78,9 @@ def test_model_skill_near_one_where_the_model_is_exact_and_not_above_zero_on_noi
     assert stats["model/skill"] > 0.85 and stats["model/k_step_skill"] > 0.6
     assert stats["model/reward_error"] < 0.05 * stats["model/reward_baseline_error"]
     # The zero-change baseline's error is the distance to the next state, as in its definition.
-    torch.testing.assert_close(torch.tensor(stats["model/zero_change_error"]),
-                               (test[2][:, 0] - test[0]).norm(dim=-1).mean())
+    torch.testing.assert_close(
+        torch.tensor(stats["model/zero_change_error"]), (test[2][:, 0] - test[0]).norm(dim=-1).mean()
+    )
     noise = random_walk_windows(2000, 5, seed=7)
     walker = train_on(lambda n, step: random_walk_windows(n, 5, seed=1000 + step), 300)
     zero = dyna.DynamicsModel(3, 2, 8, torch.Generator().manual_seed(0))
@@ -86,8 +88,12 @@ def test_model_skill_near_one_where_the_model_is_exact_and_not_above_zero_on_noi
         torch.nn.init.zeros_(p)  # predicts "no change": exactly the zero-change baseline
     with torch.no_grad():
         trained = dyna.model_skill(walker, *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
-        untrained = dyna.model_skill(dyna.DynamicsModel(3, 2, 64, torch.Generator().manual_seed(3)), *noise,
-                                     mean_delta=torch.zeros(3), mean_reward=0.0)
+        untrained = dyna.model_skill(
+            dyna.DynamicsModel(3, 2, 64, torch.Generator().manual_seed(3)),
+            *noise,
+            mean_delta=torch.zeros(3),
+            mean_reward=0.0,
+        )
         no_change = dyna.model_skill(zero, *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
     assert trained["model/skill"] < 0.02  # noise cannot be learnt: no better than a baseline (up to sampling)
     assert untrained["model/skill"] < 0 and no_change["model/skill"] == pytest.approx(0.0, abs=1e-6)
@@ -138,8 +144,9 @@ def test_the_reward_head_works_in_units_of_the_clipped_rewards_spread():
         model.fit_reward_scale(units * rewards, tail=0.01)
         rew = torch.tensor(units * rewards, dtype=torch.float32)[:, None].repeat(1, 2)  # [200, K = 2]
         obs = torch.zeros(200, 3)
-        loss, errors = dyna.multi_step_loss(model, obs, torch.zeros(200, 2, 2), torch.zeros(200, 2, 3), rew,
-                                            torch.zeros(200, 2))
+        loss, errors = dyna.multi_step_loss(
+            model, obs, torch.zeros(200, 2, 2), torch.zeros(200, 2, 3), rew, torch.zeros(200, 2)
+        )
         assert loss.item() == pytest.approx(2 * (1.0 + math.log(2)), rel=1e-4) and errors.abs().max() == 0
 
 
@@ -168,8 +175,10 @@ def test_main_gates_imagination_on_the_lower_of_state_and_reward_skill(tmp_path,
     monkeypatch.chdir(tmp_path)
     measured = dyna.model_skill
     for reward_skill, on in ((-0.1, 0.0), (0.2, 1.0)):
-        def skill(*a, **kw):
+
+        def skill(*a, reward_skill=reward_skill, **kw):
             return {**measured(*a, **kw), "model/skill": 0.9, "model/reward_skill": reward_skill}
+
         monkeypatch.setattr(dyna, "model_skill", skill)
         rows = run_main(dyna, tmp_path / str(on), model_start_iter=0, model_rollouts=64)  # default gate: 0
         assert [float(r["imagined/on"]) for r in rows] == [0.0] + [on] * (len(rows) - 1)
@@ -221,8 +230,9 @@ def test_imagination_runs_all_starts_as_one_batch_and_clips_to_real_ranges():
     model = dyna.DynamicsModel(4, 2, 16, torch.Generator().manual_seed(0))
     actor = dyna.Actor(4, 2)
     low, high = -torch.ones(2), torch.ones(2)
-    obs, act, rew, cost = dyna.imagine(model, actor, torch.randn(7, 4), 3, low, high, (-0.1, 0.1), (0.0, 0.5),
-                                       torch.Generator().manual_seed(1))
+    obs, act, rew, cost = dyna.imagine(
+        model, actor, torch.randn(7, 4), 3, low, high, (-0.1, 0.1), (0.0, 0.5), torch.Generator().manual_seed(1)
+    )
     assert obs.shape == (4, 7, 4) and act.shape == (3, 7, 2) and rew.shape == cost.shape == (3, 7)
     assert rew.min() >= -0.1 and rew.max() <= 0.1 and cost.min() >= 0.0 and cost.max() <= 0.5
 
@@ -230,8 +240,9 @@ def test_imagination_runs_all_starts_as_one_batch_and_clips_to_real_ranges():
 def run_main(module, cwd, **fields):
     os.makedirs(cwd)
     os.chdir(cwd)
-    base = dict(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=250, total_timesteps=1500,
-                eval_episodes=0, seed=5)
+    base = dict(
+        env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=250, total_timesteps=1500, eval_episodes=0, seed=5
+    )
     module.main(module.Args(**{**base, **fields}))
     return read_progress(only_run_dir(cwd))
 
@@ -242,8 +253,15 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
     # calibration, the recovery switch and the scheduled limit all act, and the rows must still be equal.
     # Off: no imagined rollouts, or a skill gate no model passes (skill <= 1).
     monkeypatch.chdir(tmp_path)
-    cost = dict(env_id="SafetyPointGoal1-v0", num_steps=500, total_timesteps=6000, cost_limit=2.0, cost_window=2,
-                cost_limit_start=6.0, cost_limit_anneal=0.5)
+    cost = dict(
+        env_id="SafetyPointGoal1-v0",
+        num_steps=500,
+        total_timesteps=6000,
+        cost_limit=2.0,
+        cost_window=2,
+        cost_limit_start=6.0,
+        cost_limit_anneal=0.5,
+    )
     cppo = load_script("cppo")
     cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)
     dyna_rows = run_main(dyna, tmp_path / "dyna", **switch_off, **cost)
@@ -265,10 +283,26 @@ def test_cppo_update_is_cppos_line_for_line():
     # The CPPO part of dyna_cppo.py is a copy of cppo.py's: the same source, piece by piece, and the same
     # shared arguments with the same defaults.
     cppo = load_script("cppo")
-    for name in ("feasible_angle", "plane_solution", "solve_with_floor", "e_step", "solve_target_ratio",
-                 "m_step_loss", "gaussian_kl", "scale_step_to_kl", "CostWindow", "CostCalibration", "cppo_update",
-                 "scheduled_cost_limit", "held_out_samples", "compute_gae", "RunningMeanStd", "Actor", "Critic",
-                 "final_evaluation"):
+    for name in (
+        "feasible_angle",
+        "plane_solution",
+        "solve_with_floor",
+        "e_step",
+        "solve_target_ratio",
+        "m_step_loss",
+        "gaussian_kl",
+        "scale_step_to_kl",
+        "CostWindow",
+        "CostCalibration",
+        "cppo_update",
+        "scheduled_cost_limit",
+        "held_out_samples",
+        "compute_gae",
+        "RunningMeanStd",
+        "Actor",
+        "Critic",
+        "final_evaluation",
+    ):
         assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
     cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name != "exp_name"}
     dyna_fields = {f.name: f.default for f in dataclasses.fields(dyna.Args)}
@@ -277,8 +311,16 @@ def test_cppo_update_is_cppos_line_for_line():
 
 def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    rows = run_main(dyna, tmp_path / "run", num_steps=500, total_timesteps=3000, model_start_iter=0,
-                    model_rollouts=64, imagination_min_skill=-1e9, cost_limit=0.5)
+    rows = run_main(
+        dyna,
+        tmp_path / "run",
+        num_steps=500,
+        total_timesteps=3000,
+        model_start_iter=0,
+        model_rollouts=64,
+        imagination_min_skill=-1e9,
+        cost_limit=0.5,
+    )
     costs, weights = [], []  # J_c: the window (32, more than ever end here) of every real episode so far
     for row in rows:
         if int(row["episodes"]) > 0:
@@ -308,12 +350,21 @@ def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypat
     stays within that region (the regression stops once past it: one minibatch epoch's overshoot)."""
     monkeypatch.chdir(tmp_path)
     calls, update = [], dyna.cppo_update  # what main() hands the update: real (calibrated) or imagined
+
     def recording_update(*a, **kw):
         calls.append((kw.get("calibrate", True), a[9].kl_budget, kw.get("train_critics", True)))
         return update(*a, **kw)
+
     monkeypatch.setattr(dyna, "cppo_update", recording_update)
-    rows = run_main(dyna, tmp_path / "run", model_start_iter=0, model_rollouts=64, imagination_min_skill=-1e9,
-                    imagined_kl_frac=0.25, imagined_critics=False)
+    rows = run_main(
+        dyna,
+        tmp_path / "run",
+        model_start_iter=0,
+        model_rollouts=64,
+        imagination_min_skill=-1e9,
+        imagined_kl_frac=0.25,
+        imagined_critics=False,
+    )
     on = [r for r in rows if float(r["imagined/on"]) == 1.0]
     assert len(on) == len(rows) - 1  # all but the first: no skill is measured before the model has trained
     delta = dyna.Args().kl_budget
@@ -332,16 +383,36 @@ def test_the_critics_learn_from_a_batch_only_when_asked(train_critics):
         old_mean = actor.mean(obs)
         act = old_mean + actor.log_std.exp() * torch.randn(n, act_dim)
         logp = actor.log_prob(obs, act)
-    batch = {"obs": obs, "act": act, "logp": logp, "old_mean": old_mean, "adv": torch.randn(n),
-             "cost_adv": torch.randn(n), "ret": 5 + torch.randn(n), "cost_ret": torch.rand(n)}
+    batch = {
+        "obs": obs,
+        "act": act,
+        "logp": logp,
+        "old_mean": old_mean,
+        "adv": torch.randn(n),
+        "cost_adv": torch.randn(n),
+        "ret": 5 + torch.randn(n),
+        "cost_ret": torch.rand(n),
+    }
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     before = [p.detach().clone() for p in critic_params]
     actor_before = [p.detach().clone() for p in actor.parameters()]
     optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4)
     critic_optimizer = torch.optim.Adam(critic_params, lr=1e-3)
-    stats = dyna.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, 0.01, False,
-                             dyna.CostCalibration(False), dyna.Args(num_minibatches=4), calibrate=False,
-                             scale_step=False, train_critics=train_critics)
+    stats = dyna.cppo_update(
+        actor,
+        critic,
+        cost_critic,
+        optimizer,
+        critic_optimizer,
+        batch,
+        0.01,
+        False,
+        dyna.CostCalibration(False),
+        dyna.Args(num_minibatches=4),
+        calibrate=False,
+        scale_step=False,
+        train_critics=train_critics,
+    )
     moved = any(not torch.equal(a, b) for a, b in zip(before, critic_params))
     assert moved == train_critics
     assert math.isfinite(stats["value_loss"]) == train_critics

@@ -1,4 +1,5 @@
 """ppo.py kernels on hand-made inputs with known answers (runs of the script: test_scripts.py)."""
+
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,5 @@
 """ppo_lagrangian.py kernels: the cost window and the multiplier updates on numbers with a known direction."""
+
 import math
 
 import numpy as np
@@ -9,10 +10,13 @@ from helpers import load_script, only_run_dir, read_progress
 lag = load_script("ppo_lagrangian")
 
 
-@pytest.mark.parametrize("make", [
-    lambda: lag.LagrangeMultiplier(cost_limit=25.0, init=0.001, lr=0.035),
-    lambda: lag.PIDLagrangeMultiplier(cost_limit=25.0, init=0.001, kp=0.1, ki=0.01, kd=0.01),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: lag.LagrangeMultiplier(cost_limit=25.0, init=0.001, lr=0.035),
+        lambda: lag.PIDLagrangeMultiplier(cost_limit=25.0, init=0.001, kp=0.1, ki=0.01, kd=0.01),
+    ],
+)
 def test_multiplier_rises_above_the_limit_and_falls_to_zero_below(make):
     multiplier = make()
     values = [multiplier.update(60.0) for _ in range(30)]  # cost well above d = 25
@@ -70,7 +74,7 @@ def test_multiplier_follows_the_windowed_cost(rule):
     assert window.mean == pytest.approx(5.0)
     peak = int(np.argmax(below))
     assert peak <= (0 if rule == "pid" else 25), below[:30]
-    settled = below[max(peak, 4):]  # from the 4th rollout on, the window holds only the new episodes
+    settled = below[max(peak, 4) :]  # from the 4th rollout on, the window holds only the new episodes
     assert all(b <= a for a, b in zip(settled, settled[1:])), settled
     assert min(below) >= 0.0 and below[-1] == 0.0
 
@@ -80,8 +84,17 @@ def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
     so the first 2 end in the second rollout. lambda waits (0.001) until then; their cost is below d, so Adam's first
     step (size lr = 0.035) takes lambda to the clamp at 0, and no new episode leaves it there."""
     monkeypatch.chdir(tmp_path)
-    lag.main(lag.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, num_steps=500, total_timesteps=3000,
-                      eval_episodes=0, multiplier="adam", cost_limit=1e6))
+    lag.main(
+        lag.Args(
+            env_id="SafetyHalfCheetahVelocity-v1",
+            num_envs=2,
+            num_steps=500,
+            total_timesteps=3000,
+            eval_episodes=0,
+            multiplier="adam",
+            cost_limit=1e6,
+        )
+    )
     rows = read_progress(only_run_dir(tmp_path))
     assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
     assert [float(r["lagrange_multiplier"]) for r in rows] == pytest.approx([0.001, 0.0, 0.0])

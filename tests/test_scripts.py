@@ -1,7 +1,9 @@
 """Every algorithm script run as a user runs it: smoke runs, seeded determinism, bad input, the NaN guard."""
+
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,24 +12,68 @@ import time
 import numpy as np
 import pytest
 
-from helpers import (ROOT, assert_clean_error, assert_finite_rows, load_script, only_run_dir, read_progress, run_script,
-                     top_level_source)
+from helpers import (
+    ROOT,
+    assert_clean_error,
+    assert_finite_rows,
+    load_script,
+    only_run_dir,
+    read_progress,
+    run_script,
+    top_level_source,
+)
 
 COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cost_rate"]
 SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "ppo": (["approx_kl", "clipfrac"], ["SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"]),
-    "ppo_lagrangian": (["lagrange_multiplier", "cost_estimate", "cost_estimate_episodes", "cost_value_loss",
-                        "approx_kl"], ["SafetyPointGoal1-v0"]),
+    "ppo_lagrangian": (
+        ["lagrange_multiplier", "cost_estimate", "cost_estimate_episodes", "cost_value_loss", "approx_kl"],
+        ["SafetyPointGoal1-v0"],
+    ),
     "trpo": (["approx_kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
-    "cppo": (["cppo/theta", "cppo/kappa", "cppo/recovery", "cppo/clipped_fraction", "cppo/m_step_epochs",
-              "cppo/step_scale", "cppo/cost_share", "approx_kl", "entropy", "cost_limit", "cost_margin",
-              "cost_estimate", "cost_estimate_episodes"], ["SafetyPointGoal1-v0"]),
-    "dyna_cppo": (["cppo/theta", "cppo/cost_share", "cppo/step_scale", "cost_limit", "cost_estimate",
-                   "model/loss", "model/one_step_error", "model/k_step_error", "model/skill",
-                   "model/zero_change_error", "model/mean_delta_error", "imagined/return", "imagined/cost",
-                   "time_model", "time_imagination", "cumulative_cost"], ["SafetyPointGoal1-v0"]),
-    "cvpo": (["cvpo/eta", "cvpo/lambda", "cvpo/kl_mean", "cvpo/kl_var", "q_r_loss", "q_c_loss"],
-             ["SafetyPointCircle1-v0"]),
+    "cppo": (
+        [
+            "cppo/theta",
+            "cppo/kappa",
+            "cppo/recovery",
+            "cppo/clipped_fraction",
+            "cppo/m_step_epochs",
+            "cppo/step_scale",
+            "cppo/cost_share",
+            "approx_kl",
+            "entropy",
+            "cost_limit",
+            "cost_margin",
+            "cost_estimate",
+            "cost_estimate_episodes",
+        ],
+        ["SafetyPointGoal1-v0"],
+    ),
+    "dyna_cppo": (
+        [
+            "cppo/theta",
+            "cppo/cost_share",
+            "cppo/step_scale",
+            "cost_limit",
+            "cost_estimate",
+            "model/loss",
+            "model/one_step_error",
+            "model/k_step_error",
+            "model/skill",
+            "model/zero_change_error",
+            "model/mean_delta_error",
+            "imagined/return",
+            "imagined/cost",
+            "time_model",
+            "time_imagination",
+            "cumulative_cost",
+        ],
+        ["SafetyPointGoal1-v0"],
+    ),
+    "cvpo": (
+        ["cvpo/eta", "cvpo/lambda", "cvpo/kl_mean", "cvpo/kl_var", "q_r_loss", "q_c_loss"],
+        ["SafetyPointCircle1-v0"],
+    ),
 }
 # Small imagination from the first update on, so that the short runs exercise the model and the imagined update.
 EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64, "imagination_min_skill": -1e9}}
@@ -42,8 +88,19 @@ smoke_sizes = lambda script: SMOKE_SIZES.get(script, {"num_envs": 2, "num_steps"
 @pytest.mark.parametrize("script, env_id", [(s, e) for s, (_, envs) in SCRIPTS.items() for e in envs])
 def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     eval_episodes = "2" if "Velocity" in env_id else "1"  # velocity episodes are fast: two test the per-episode seeds
-    result = run_script(script, tmp_path, "--env-id", env_id, "--seed", "3", *SMOKE, "--eval-episodes", eval_episodes,
-                        *as_cli(smoke_sizes(script)), *as_cli(EXTRA.get(script, {})))
+    result = run_script(
+        script,
+        tmp_path,
+        "--env-id",
+        env_id,
+        "--seed",
+        "3",
+        *SMOKE,
+        "--eval-episodes",
+        eval_episodes,
+        *as_cli(smoke_sizes(script)),
+        *as_cli(EXTRA.get(script, {})),
+    )
     assert result.returncode == 0, result.stderr
     run_dir = only_run_dir(tmp_path)
     assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
@@ -53,16 +110,29 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert [int(r["global_step"]) for r in rows] == [1000, 2000]
     # NaN in the first rows, finite in the last: no episode has ended yet (episodic keys, the cost window), no model
     # yet to hold data out (its scores), so no skill to open imagination's gate. The cost head's precision and
-    # recall are NaN while it sees or predicts no cost, which a short run cannot rule out: not checked here
+    # recall (and its Brier skill) are NaN while it sees or predicts no cost, which a short run cannot rule out:
+    # not checked here
     # (tests/test_dyna_cppo.py scores them).
-    first_rows_nan = ("episodic_return", "episodic_cost", "episodic_length", "cost_estimate",
-                      *(k for k in rows[0] if k.startswith(("model/", "imagined/")) and k != "model/loss"))
-    classifier = ("model/cost_precision", "model/cost_recall")
-    assert_finite_rows([{k: v for k, v in r.items() if k not in classifier} for r in rows],
-                       COMMON_COLUMNS + SCRIPTS[script][0], skip=[k for k in first_rows_nan if k not in classifier])
+    first_rows_nan = (
+        "episodic_return",
+        "episodic_cost",
+        "episodic_length",
+        "cost_estimate",
+        *(k for k in rows[0] if k.startswith(("model/", "imagined/")) and k != "model/loss"),
+    )
+    classifier = ("model/cost_precision", "model/cost_recall", "model/cost_skill")
+    assert_finite_rows(
+        [{k: v for k, v in r.items() if k not in classifier} for r in rows],
+        COMMON_COLUMNS + SCRIPTS[script][0],
+        skip=[k for k in first_rows_nan if k not in classifier],
+    )
     if script == "dyna_cppo":
         assert float(rows[-1]["imagined/on"]) == 1.0 and np.isfinite(float(rows[-1]["imagined/return"]))
     assert "step      2000" in result.stdout
+    # One line per update, with the time spent and an estimate of the time left (0:00 at the last update).
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert len(lines) == len(rows) and all(re.search(r"\| elapsed \d+:\d\d \| left \d+:\d\d$", x) for x in lines)
+    assert lines[-1].endswith("| left 0:00")
     # Both evaluations, on stdout and in summary.json, with the same keys in every script.
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     for mode in ("stochastic", "deterministic"):
@@ -72,14 +142,16 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert summary["eval_stochastic_return"] != summary["eval_deterministic_return"]  # sampled actions differ
     # The checkpoint evaluates from the command line, nothing trained, to the numbers of the end of training.
     checkpoint = os.path.join(run_dir, f"{script}.pt")
-    again = run_script(script, tmp_path / "eval", "--eval-checkpoint", checkpoint, "--eval-episodes", eval_episodes,
-                       "--seed", "3")
+    again = run_script(
+        script, tmp_path / "eval", "--eval-checkpoint", checkpoint, "--eval-episodes", eval_episodes, "--seed", "3"
+    )
     assert again.returncode == 0, again.stderr
     eval_dir = only_run_dir(tmp_path / "eval")
     assert os.path.basename(eval_dir).startswith(f"{env_id}__{script}-eval__3__")
     assert not os.path.exists(os.path.join(eval_dir, "progress.csv"))
     assert json.load(open(os.path.join(eval_dir, "summary.json"))) == {
-        k: v for k, v in summary.items() if k.startswith("eval_")}
+        k: v for k, v in summary.items() if k.startswith("eval_")
+    }
     # The checkpoint holds the policy and the normalisation statistics of the run, and evaluates.
     module = load_script(script)
     actor, rms = module.load_checkpoint(os.path.join(run_dir, f"{script}.pt"))
@@ -93,10 +165,24 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
 
 @pytest.mark.parametrize("mode", ["offline", "no API key"])
 def test_track_logs_to_wandb_offline(tmp_path, mode):
-    args = ["--env-id", "SafetyHalfCheetahVelocity-v1", "--num-envs", "1", "--num-steps", "500",
-            "--total-timesteps", "1000", "--eval-episodes", "0", "--track"]
-    env = {"WANDB_MODE": "offline"} if mode == "offline" else {
-        "WANDB_MODE": None, "WANDB_API_KEY": None, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    args = [
+        "--env-id",
+        "SafetyHalfCheetahVelocity-v1",
+        "--num-envs",
+        "1",
+        "--num-steps",
+        "500",
+        "--total-timesteps",
+        "1000",
+        "--eval-episodes",
+        "0",
+        "--track",
+    ]
+    env = (
+        {"WANDB_MODE": "offline"}
+        if mode == "offline"
+        else {"WANDB_MODE": None, "WANDB_API_KEY": None, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    )
     result = run_script("ppo", tmp_path, *args, env=env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -107,10 +193,19 @@ def test_track_logs_to_wandb_offline(tmp_path, mode):
 
 
 def progress_without_timing(module, cwd, seed):
-    sizes = dict(total_timesteps=1500, log_every=500, **OFF_POLICY) if module.__name__ == "cvpo" else dict(
-        num_steps=250, total_timesteps=1500)
-    args = module.Args(env_id="SafetyHalfCheetahVelocity-v1", num_envs=2, eval_episodes=0, seed=seed, **sizes,
-                       **EXTRA.get(module.__name__, {}))
+    sizes = (
+        dict(total_timesteps=1500, log_every=500, **OFF_POLICY)
+        if module.__name__ == "cvpo"
+        else dict(num_steps=250, total_timesteps=1500)
+    )
+    args = module.Args(
+        env_id="SafetyHalfCheetahVelocity-v1",
+        num_envs=2,
+        eval_episodes=0,
+        seed=seed,
+        **sizes,
+        **EXTRA.get(module.__name__, {}),
+    )
     os.makedirs(cwd)
     os.chdir(cwd)
     module.main(args)
@@ -149,27 +244,47 @@ ON_POLICY_BAD_INPUT = [
     ({"learning_rate": float("nan")}, ["--learning-rate"]),
 ]
 SCRIPT_BAD_INPUT = {
-    "ppo_lagrangian": [({"cost_limit": -1.0}, ["--cost-limit"]), ({"lambda_lr": 0.0}, ["--lambda-lr"]),
-                       ({"multiplier": "PID"}, ["--multiplier", "pid or adam"]),
-                       ({"cost_window": 0}, ["--cost-window"])],
-    "trpo": [({"target_kl": 0.0}, ["--target-kl"]), ({"cg_iters": 0}, ["--cg-iters"]),
-             ({"line_search_decay": 1.0}, ["--line-search-decay"])],
-    "cppo": [({"kl_budget": -0.1}, ["--kl-budget"]), ({"ratio_floor": 1.5}, ["--ratio-floor"]),
-             ({"max_step_scale": -1.0}, ["--max-step-scale"]), ({"cost_window": 0}, ["--cost-window"]),
-             ({"recovery_trigger": "always"}, ["--recovery-trigger"]),
-             ({"cost_limit_start": 10.0}, ["--cost-limit-start", ">= --cost-limit"]),
-             ({"cost_limit_anneal": 0.0}, ["--cost-limit-anneal"]),
-             ({"cost_share_floor": 0.0}, ["--cost-share-floor"]), ({"max_step_scale": 0.5}, ["--max-step-scale"])],
-    "dyna_cppo": [({"horizon": 0}, ["--horizon", "positive"]), ({"multi_step_k": 0}, ["--multi-step-k", "positive"]),
-                  ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
-                  ({"model_rollouts": -1}, ["--model-rollouts"]), ({"cost_window": 0}, ["--cost-window"]),
-                  ({"cost_share_floor": 2.0}, ["--cost-share-floor"]),
-                  ({"cost_limit_start": float("nan")}, ["--cost-limit-start"])],
-    "cvpo": [({"batch_size": 0}, ["--batch-size", "positive"]), ({"buffer_size": 100}, ["--buffer-size"]),
-             ({"total_timesteps": 5000}, ["--learning-starts"]),
-             ({"num_sampled_actions": 1}, ["--num-sampled-actions"]),
-             ({"tau": 0.0}, ["--tau"]), ({"gamma": 1.0}, ["--gamma"]), ({"kl_mean_constraint": -1.0}, ["--kl-mean"]),
-             ({"cost_limit": float("inf")}, ["--cost-limit"])],
+    "ppo_lagrangian": [
+        ({"cost_limit": -1.0}, ["--cost-limit"]),
+        ({"lambda_lr": 0.0}, ["--lambda-lr"]),
+        ({"multiplier": "PID"}, ["--multiplier", "pid or adam"]),
+        ({"cost_window": 0}, ["--cost-window"]),
+    ],
+    "trpo": [
+        ({"target_kl": 0.0}, ["--target-kl"]),
+        ({"cg_iters": 0}, ["--cg-iters"]),
+        ({"line_search_decay": 1.0}, ["--line-search-decay"]),
+    ],
+    "cppo": [
+        ({"kl_budget": -0.1}, ["--kl-budget"]),
+        ({"ratio_floor": 1.5}, ["--ratio-floor"]),
+        ({"max_step_scale": -1.0}, ["--max-step-scale"]),
+        ({"cost_window": 0}, ["--cost-window"]),
+        ({"recovery_trigger": "always"}, ["--recovery-trigger"]),
+        ({"cost_limit_start": 10.0}, ["--cost-limit-start", ">= --cost-limit"]),
+        ({"cost_limit_anneal": 0.0}, ["--cost-limit-anneal"]),
+        ({"cost_share_floor": 0.0}, ["--cost-share-floor"]),
+        ({"max_step_scale": 0.5}, ["--max-step-scale"]),
+    ],
+    "dyna_cppo": [
+        ({"horizon": 0}, ["--horizon", "positive"]),
+        ({"multi_step_k": 0}, ["--multi-step-k", "positive"]),
+        ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
+        ({"model_rollouts": -1}, ["--model-rollouts"]),
+        ({"cost_window": 0}, ["--cost-window"]),
+        ({"cost_share_floor": 2.0}, ["--cost-share-floor"]),
+        ({"cost_limit_start": float("nan")}, ["--cost-limit-start"]),
+    ],
+    "cvpo": [
+        ({"batch_size": 0}, ["--batch-size", "positive"]),
+        ({"buffer_size": 100}, ["--buffer-size"]),
+        ({"total_timesteps": 5000}, ["--learning-starts"]),
+        ({"num_sampled_actions": 1}, ["--num-sampled-actions"]),
+        ({"tau": 0.0}, ["--tau"]),
+        ({"gamma": 1.0}, ["--gamma"]),
+        ({"kl_mean_constraint": -1.0}, ["--kl-mean"]),
+        ({"cost_limit": float("inf")}, ["--cost-limit"]),
+    ],
 }
 NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard must name
     "ppo": ({"clip_coef": float("nan")}, "policy_loss"),
@@ -181,9 +296,14 @@ NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard mus
 }
 
 
-@pytest.mark.parametrize("script, fields, words",
-                         [(s, f, w) for s in SCRIPTS for f, w in BAD_INPUT + SCRIPT_BAD_INPUT.get(s, [])
-                          + (ON_POLICY_BAD_INPUT if s != "cvpo" else [])])
+@pytest.mark.parametrize(
+    "script, fields, words",
+    [
+        (s, f, w)
+        for s in SCRIPTS
+        for f, w in BAD_INPUT + SCRIPT_BAD_INPUT.get(s, []) + (ON_POLICY_BAD_INPUT if s != "cvpo" else [])
+    ],
+)
 def test_bad_input_stops_before_training(tmp_path, monkeypatch, script, fields, words):
     """main() raises SystemExit("error: ...") (Python prints it as one line, exit 1) before making a run folder."""
     monkeypatch.chdir(tmp_path)
@@ -221,10 +341,25 @@ def test_a_dead_env_worker_ends_the_run_with_one_line_and_keeps_progress_csv(tmp
     """SIGKILL (what the kernel's OOM killer sends) to one env worker of a running navigation run: the run stops with
     a non-zero exit and one line naming the worker and the signal, and progress.csv keeps the rows logged so far."""
     sizes = ["--log-every", "200", "--learning-starts", "100000"] if script == "cvpo" else ["--num-steps", "100"]
-    command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--num-envs", "2", "--total-timesteps", "1000000",
-               "--eval-episodes", "0", *sizes]
-    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        os.path.join(ROOT, f"{script}.py"),
+        "--num-envs",
+        "2",
+        "--total-timesteps",
+        "1000000",
+        "--eval-episodes",
+        "0",
+        *sizes,
+    ]
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         deadline, rows = time.time() + 120, []
         while time.time() < deadline and len(rows) < 2:  # wait for two progress rows
@@ -252,8 +387,9 @@ def test_env_layout_defaults_follow_the_task(script):
     """None means: 2 envs (processes) on navigation tasks, 8 (CVPO: 4) in-process on velocity tasks, and a batch of
     8000 samples; what the user sets is kept."""
     module = load_script(script)
-    nav, vel = (module.env_layout(module.Args(env_id=e)) for e in ("SafetyPointGoal1-v0",
-                                                                   "SafetyHalfCheetahVelocity-v1"))
+    nav, vel = (
+        module.env_layout(module.Args(env_id=e)) for e in ("SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1")
+    )
     assert nav.num_envs == 2 and vel.num_envs == (4 if script == "cvpo" else 8)
     assert module.env_layout(module.Args(num_envs=5)).num_envs == 5
     if script != "cvpo":
@@ -262,8 +398,46 @@ def test_env_layout_defaults_follow_the_task(script):
         assert module.env_layout(module.Args(num_steps=7)).num_steps == 7
 
 
+SHARED_BY_ALL = (
+    "check_spaces",
+    "RunningMeanStd",
+    "make_envs",
+    "step_envs",
+    "evaluate",
+    "final_evaluation",
+    "evaluate_checkpoint",
+    "minutes",
+)
+# CVPO's actor squashes its actions and logs per interval, not per update: these are shared by the on-policy five
+SHARED_ON_POLICY = (
+    "env_layout",
+    "policy_action",
+    "save_checkpoint",
+    "load_checkpoint",
+    "RunLogger",
+    "layer_init",
+    "MLP",
+    "gaussian_log_prob",
+    "Critic",
+    "compute_gae",
+)
+
+
+def test_minutes_formats_seconds_as_m_ss():
+    minutes = load_script("ppo").minutes
+    assert [minutes(x) for x in (0, 59.9, 61, 3725)] == ["0:00", "0:59", "1:01", "62:05"]
+
+
 def test_shared_plumbing_is_the_same_in_every_script():
-    """A fix to the env layout or to the dead-worker message in one script cannot silently miss the others."""
-    for name, scripts in (("step_envs", list(SCRIPTS)), ("env_layout", [s for s in SCRIPTS if s != "cvpo"])):
-        sources = {s: top_level_source(os.path.join(ROOT, f"{s}.py"), name) for s in scripts}
-        assert len(set(sources.values())) == 1, (name, sorted(sources))
+    """A fix to a shared helper (the env layout, the dead-worker message, evaluation, the logger) in one script
+    cannot silently miss the others; and the plumbing sits below main, under the banner that says so."""
+    on_policy = [s for s in SCRIPTS if s != "cvpo"]
+    for names, scripts in ((SHARED_BY_ALL, list(SCRIPTS)), (SHARED_ON_POLICY, on_policy)):
+        for name in names:
+            sources = {s: top_level_source(os.path.join(ROOT, f"{s}.py"), name) for s in scripts}
+            assert len(set(sources.values())) == 1, (name, sorted(sources))
+    for script in SCRIPTS:
+        with open(os.path.join(ROOT, f"{script}.py")) as f:
+            source = f.read()
+        banner = source.index("# Plumbing: the same in every script")
+        assert source.index("\ndef main(") < banner < source.index("\ndef step_envs(")

@@ -1,5 +1,5 @@
 """trpo.py kernels: conjugate gradient, the Gaussian KL, and the trust-region step on fixed batches."""
-import numpy as np
+
 import pytest
 import torch
 
@@ -28,8 +28,9 @@ def test_conjugate_gradient_solves_random_spd_system(seed):
 def test_gaussian_kl_matches_torch_distributions():
     torch.manual_seed(0)
     mp, mq, lp, lq = torch.randn(10, 3), torch.randn(10, 3), torch.randn(3) * 0.3, torch.randn(3) * 0.3
-    reference = torch.distributions.kl_divergence(torch.distributions.Normal(mp, lp.exp()),
-                                                  torch.distributions.Normal(mq, lq.exp())).sum(-1)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mp, lp.exp()), torch.distributions.Normal(mq, lq.exp())
+    ).sum(-1)
     torch.testing.assert_close(trpo.gaussian_kl(mp, lp, mq, lq), reference)
     assert trpo.gaussian_kl(mp, lp, mp, lp).abs().max() < 1e-6
 
