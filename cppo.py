@@ -299,11 +299,18 @@ def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0):
-    """The E-step of CPPO: the target ratio v (see solve_target_ratio) and what the solver did, as a dict.
+def solve_target_ratio(
+    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0
+) -> tuple:
+    """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
+    what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
-    cost_share c in (0, 1] calibrates the linear cost model: the plan v_bar . A_c is realised only in the share c
-    (CostCalibration measures it), so the cost room N d' is planned as N d' / c, i.e. kappa / c."""
+    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
+    v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
+    cost_margin is d' = (d - J_c) / T, the per-step cost room. With recovery=True (or when nothing within the
+    radius is feasible) the direction turns toward -A_c instead. cost_share c in (0, 1] calibrates the linear
+    cost model: the plan v_bar . A_c is realised only in the share c (CostCalibration measures it), so the cost
+    room N d' is planned as N d' / c, i.e. kappa / c."""
     n = adv.shape[0]
     adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
@@ -320,18 +327,6 @@ def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = Fal
         v_bar = (1 - t) * v_bar + t * v_low
     info = {"theta": theta, "kappa": kappa, "recovery": float(recovered), "clipped_fraction": clipped}
     return 1.0 + v_bar, info
-
-
-def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0
-) -> torch.Tensor:
-    """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N).
-
-    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
-    v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
-    cost_margin is d' = (d - J_c) / T, the per-step cost room. With recovery=True (or when nothing within the
-    radius is feasible) the direction turns toward -A_c instead."""
-    return e_step(adv, cost_adv, cost_margin, delta, recovery, cost_share)[0]
 
 
 def m_step_loss(ratio, target, ratio_floor: float, weight=None):
@@ -456,7 +451,7 @@ def cppo_update(
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
     cost_share = calibration.share
-    v, e_info = e_step(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, cost_share)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, cost_share)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -529,6 +524,47 @@ def cppo_update(
         "value_loss": value_loss,
         "cost_value_loss": cost_value_loss,
         "time_e_step": e_step_seconds,
+    }
+
+
+def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
+    """[2, T, M] values (reward, cost) of the final observations of episodes cut by the time limit, at their
+    (t, env); 0 elsewhere, which is the value after a termination."""
+    final_values = torch.zeros((2,) + shape, device=device)
+    if final_obs:
+        t_idx, env_idx, final_x = zip(*final_obs)
+        final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+        with torch.no_grad():
+            final_values[0, list(t_idx), list(env_idx)] = critic(final_x)
+            final_values[1, list(t_idx), list(env_idx)] = cost_critic(final_x)
+    return final_values
+
+
+def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, final_values, args: "Args") -> dict:
+    """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
+    obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
+    episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
+    column is one environment's (or one imagined rollout's) own sequence."""
+    with torch.no_grad():
+        old_mean = actor.mean(obs[:-1])
+        logp = gaussian_log_prob(act, old_mean, actor.log_std)
+        values, cost_values = critic(obs), cost_critic(obs)
+        next_values = torch.where(done.bool(), final_values[0], values[1:])
+        next_cost_values = torch.where(done.bool(), final_values[1], cost_values[1:])
+    adv, ret = compute_gae(rew, values[:-1], next_values, done, args.gamma, args.gae_lambda)
+    cost_adv, cost_ret = compute_gae(
+        cost, cost_values[:-1], next_cost_values, done, args.cost_gamma, args.cost_gae_lambda
+    )
+    d_obs, d_act = obs.shape[-1], act.shape[-1]
+    return {
+        "obs": obs[:-1].reshape(-1, d_obs),
+        "act": act.reshape(-1, d_act),
+        "logp": logp.reshape(-1),
+        "old_mean": old_mean.reshape(-1, d_act),
+        "adv": adv.reshape(-1),
+        "cost_adv": cost_adv.reshape(-1),
+        "ret": ret.reshape(-1),
+        "cost_ret": cost_ret.reshape(-1),
     }
 
 
@@ -621,27 +657,13 @@ def main(args: Args) -> dict:
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
-        # Log-probs and values in one batch. The next value is V(s_{t+1}) inside an episode,
-        # V(final obs) on truncation (the episode could go on), 0 on termination.
-        # Same for the cost critic: costs are bootstrapped exactly like rewards.
+        # Real data: log-probs and values in one batch, then GAE. The next value is V(s_{t+1}) inside an
+        # episode, V(final obs) on truncation (the episode could go on), 0 on termination.
         obs_t, act_t, rew_t, cost_t, done_t = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
         )
-        with torch.no_grad():
-            old_mean = actor.mean(obs_t[:-1])
-            logp_t = gaussian_log_prob(act_t, old_mean, actor.log_std)  # log pi_old(a|s)
-            values, cost_values = critic(obs_t), cost_critic(obs_t)
-            next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
-            next_cost_values = torch.where(done_t.bool(), torch.zeros((), device=device), cost_values[1:])
-            if final_obs:
-                t_idx, env_idx, final_x = zip(*final_obs)
-                final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
-                next_values[list(t_idx), list(env_idx)] = critic(final_x)
-                next_cost_values[list(t_idx), list(env_idx)] = cost_critic(final_x)
-        advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
-        cost_advantages, cost_returns = compute_gae(
-            cost_t, cost_values[:-1], next_cost_values, done_t, args.cost_gamma, args.cost_gae_lambda
-        )
+        final_values = bootstrap_values(critic, cost_critic, final_obs, (T, N), device)
+        batch = advantages_batch(actor, critic, cost_critic, obs_t, act_t, rew_t, cost_t, done_t, final_values, args)
 
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
@@ -657,16 +679,6 @@ def main(args: Args) -> dict:
             in_recovery = True
         cost_margin = (cost_limit - measured_cost) / episode_len
 
-        batch = {
-            "obs": obs_t[:-1].reshape(-1, obs_dim),
-            "act": act_t.reshape(-1, act_dim),
-            "logp": logp_t.reshape(-1),
-            "old_mean": old_mean.reshape(-1, act_dim),
-            "adv": advantages.reshape(-1),
-            "cost_adv": cost_advantages.reshape(-1),
-            "ret": returns.reshape(-1),
-            "cost_ret": cost_returns.reshape(-1),
-        }
         if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises
             batch["held_out"] = held_out_samples(T, N, update, device)
         stats = cppo_update(

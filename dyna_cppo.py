@@ -326,11 +326,18 @@ def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0):
-    """The E-step of CPPO: the target ratio v (see solve_target_ratio) and what the solver did, as a dict.
+def solve_target_ratio(
+    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0
+) -> tuple:
+    """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
+    what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
-    cost_share c in (0, 1] calibrates the linear cost model: the plan v_bar . A_c is realised only in the share c
-    (CostCalibration measures it), so the cost room N d' is planned as N d' / c, i.e. kappa / c."""
+    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
+    v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
+    cost_margin is d' = (d - J_c) / T, the per-step cost room. With recovery=True (or when nothing within the
+    radius is feasible) the direction turns toward -A_c instead. cost_share c in (0, 1] calibrates the linear
+    cost model: the plan v_bar . A_c is realised only in the share c (CostCalibration measures it), so the cost
+    room N d' is planned as N d' / c, i.e. kappa / c."""
     n = adv.shape[0]
     adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
@@ -347,18 +354,6 @@ def e_step(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = Fal
         v_bar = (1 - t) * v_bar + t * v_low
     info = {"theta": theta, "kappa": kappa, "recovery": float(recovered), "clipped_fraction": clipped}
     return 1.0 + v_bar, info
-
-
-def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0
-) -> torch.Tensor:
-    """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N).
-
-    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
-    v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
-    cost_margin is d' = (d - J_c) / T, the per-step cost room. With recovery=True (or when nothing within the
-    radius is feasible) the direction turns toward -A_c instead."""
-    return e_step(adv, cost_adv, cost_margin, delta, recovery, cost_share)[0]
 
 
 def m_step_loss(ratio, target, ratio_floor: float, weight=None):
@@ -483,7 +478,7 @@ def cppo_update(
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
     cost_share = calibration.share
-    v, e_info = e_step(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, cost_share)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, cost_share)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -559,6 +554,19 @@ def cppo_update(
     }
 
 
+def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
+    """[2, T, M] values (reward, cost) of the final observations of episodes cut by the time limit, at their
+    (t, env); 0 elsewhere, which is the value after a termination."""
+    final_values = torch.zeros((2,) + shape, device=device)
+    if final_obs:
+        t_idx, env_idx, final_x = zip(*final_obs)
+        final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+        with torch.no_grad():
+            final_values[0, list(t_idx), list(env_idx)] = critic(final_x)
+            final_values[1, list(t_idx), list(env_idx)] = cost_critic(final_x)
+    return final_values
+
+
 def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, final_values, args: "Args") -> dict:
     """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
     obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
@@ -589,7 +597,7 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
 
 class DynamicsModel(nn.Module):
     """F(s, a) -> (s', r, cost logit) on normalised observations: an MLP predicts the state delta. The reward
-    head works in units of the real rewards' spread (reward_shift, reward_scale, set by fit_reward_scale):
+    head works in units of the real rewards' spread (reward_stats, set by fit_reward_scale):
     navigation rewards are ~0.02 per step, too small beside the state error for the head to learn them raw."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, generator: torch.Generator):
@@ -734,6 +742,42 @@ def windows(rollout: dict, starts: np.ndarray, k: int, obs_rms: "RunningMeanStd"
     )
 
 
+def score_model(model: DynamicsModel, replay, rollout: dict, obs_rms: "RunningMeanStd", k: int, device) -> dict:
+    """model_skill on the windows of a rollout the model has not trained on, with the baselines' statistics
+    (mean one-step change, mean reward) from the replay buffer D_real."""
+    dim = rollout["obs"].shape[-1]
+    deltas = [(obs_rms.normalize(r["next_obs"]) - obs_rms.normalize(r["obs"])).reshape(-1, dim) for r in replay]
+    mean_delta = torch.tensor(np.concatenate(deltas).mean(0), dtype=torch.float32, device=device)
+    mean_reward = model.reward_stats[2].item()  # D_real's mean reward (clipped as the targets)
+    with torch.no_grad():
+        starts = window_starts(rollout["done"], k)
+        return model_skill(model, *windows(rollout, starts, k, obs_rms, device), mean_delta, mean_reward)
+
+
+def train_model(model: DynamicsModel, optimizer, replay, obs_rms: "RunningMeanStd", args: "Args", generator, device):
+    """--model-epochs passes of the multi-step loss over every window of D_real, in shuffled batches of
+    --model-batch-size (from the model's own generator). Returns the mean loss."""
+    model.fit_reward_scale(np.concatenate([r["rew"].ravel() for r in replay]))
+    K = args.multi_step_k
+    starts = [window_starts(r["done"], K) for r in replay]
+    index = np.concatenate([np.column_stack([np.full(len(s), j), s]) for j, s in enumerate(starts)])
+    losses = []
+    for _ in range(args.model_epochs):
+        order = torch.randperm(len(index), generator=generator).numpy()
+        for chunk in np.array_split(order, max(1, len(order) // args.model_batch_size)):
+            parts = [
+                windows(replay[j], index[chunk][index[chunk][:, 0] == j][:, 1:], K, obs_rms, device)
+                for j in np.unique(index[chunk][:, 0])
+            ]
+            loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)), args.model_step_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=True)
+            optimizer.step()
+            losses.append(loss.detach())
+    return torch.stack(losses).mean().item()
+
+
 def imagination_on(skill: float, update: int, args: Args) -> bool:
     """Whether this iteration runs an imagined update: after --model-start-iter iterations, and only while the
     model's skill (the lower of its state and reward skills) is above --imagination-min-skill (a NaN skill, not
@@ -872,14 +916,8 @@ def main(args: Args) -> dict:
         obs_t, act_t, rew_t, cost_t, done_t = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
         )
-        final_values = torch.zeros((2, T, N), device=device)
-        if final_obs:
-            t_idx, env_idx, final_x = zip(*final_obs)
-            final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
-            with torch.no_grad():
-                final_values[0, list(t_idx), list(env_idx)] = critic(final_x)
-                final_values[1, list(t_idx), list(env_idx)] = cost_critic(final_x)
-        real = advantages_batch(actor, critic, cost_critic, obs_t, act_t, rew_t, cost_t, done_t, final_values, args)
+        final_values = bootstrap_values(critic, cost_critic, final_obs, (T, N), device)
+        batch = advantages_batch(actor, critic, cost_critic, obs_t, act_t, rew_t, cost_t, done_t, final_values, args)
 
         # Measured cost J_c: the window of recent real episodes (0 until one ends); imagined costs never enter it.
         # Recovery, once started, lasts until J_c is below the lower switch cost (the paper's bang-bang switch).
@@ -893,9 +931,9 @@ def main(args: Args) -> dict:
             in_recovery = True
         cost_margin = (cost_limit - measured_cost) / episode_len
         if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises
-            real["held_out"] = held_out_samples(T, N, update, device)
+            batch["held_out"] = held_out_samples(T, N, update, device)
         stats = cppo_update(
-            actor, critic, cost_critic, optimizer, critic_optimizer, real, cost_margin, in_recovery, calibration, args
+            actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery, calibration, args
         )
         in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
 
@@ -913,36 +951,11 @@ def main(args: Args) -> dict:
         }
         reward_range = [min(reward_range[0], rew_buf.min()), max(reward_range[1], rew_buf.max())]
         cost_range = [min(cost_range[0], cost_buf.min()), max(cost_range[1], cost_buf.max())]
-        K = args.multi_step_k
         model_stats, model_start = {}, time.time()
         if replay:  # the model against the baselines, on this rollout's windows (not trained on yet)
-            deltas = [
-                (obs_rms.normalize(r["next_obs"]) - obs_rms.normalize(r["obs"])).reshape(-1, obs_dim) for r in replay
-            ]
-            mean_delta = torch.tensor(np.concatenate(deltas).mean(0), dtype=torch.float32, device=device)
-            mean_reward = model.reward_stats[2].item()  # D_real's mean reward (clipped as the targets)
-            with torch.no_grad():
-                starts = window_starts(rollout["done"], K)
-                model_stats = model_skill(model, *windows(rollout, starts, K, obs_rms, device), mean_delta, mean_reward)
+            model_stats = score_model(model, replay, rollout, obs_rms, args.multi_step_k, device)
         replay.append(rollout)
-        model.fit_reward_scale(np.concatenate([r["rew"].ravel() for r in replay]))
-        starts = [window_starts(r["done"], K) for r in replay]
-        index = np.concatenate([np.column_stack([np.full(len(s), j), s]) for j, s in enumerate(starts)])
-        model_losses = []
-        for _ in range(args.model_epochs):
-            order = torch.randperm(len(index), generator=model_generator).numpy()
-            for chunk in np.array_split(order, max(1, len(order) // args.model_batch_size)):
-                parts = [
-                    windows(replay[j], index[chunk][index[chunk][:, 0] == j][:, 1:], K, obs_rms, device)
-                    for j in np.unique(index[chunk][:, 0])
-                ]
-                loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)), args.model_step_weight)
-                model_optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=True)
-                model_optimizer.step()
-                model_losses.append(loss.detach())
-        model_stats["model/loss"] = torch.stack(model_losses).mean().item()
+        model_stats["model/loss"] = train_model(model, model_optimizer, replay, obs_rms, args, model_generator, device)
         model_stats["time_model"], imagination_start = time.time() - model_start, time.time()
 
         # Imagination: H model steps of the current policy from states of this rollout, then the same update.
@@ -952,7 +965,7 @@ def main(args: Args) -> dict:
         if imagining:
             pick = torch.randint(T * N, (args.model_rollouts,), generator=model_generator).to(device)
             img_obs, img_act, img_rew, img_cost = imagine(
-                model, actor, real["obs"][pick], args.horizon, low_t, high_t, reward_range, cost_range, model_generator
+                model, actor, batch["obs"][pick], args.horizon, low_t, high_t, reward_range, cost_range, model_generator
             )
             no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
             imagined = advantages_batch(

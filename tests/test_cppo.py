@@ -51,7 +51,7 @@ def test_e_step_constraints_hold_on_random_inputs(seed):
     adv, cost_adv = adv * rng.uniform(0.01, 100), cost_adv * rng.uniform(0.01, 100)
     kappa_target = rng.choice([2.0, 0.5, 0.0, -0.5, -0.95, -3.0])  # feasible ... infeasible
     margin = kappa_target * radius(n) * cost_adv.norm().item() / n
-    v = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
+    v, _ = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
     # The cost constraint must hold when it is feasible with room to spare (the element-wise floor can use
     # up the room when the boundary is nearly tangent to the sphere); the other constraints hold always.
     assert_constraints(v, adv, cost_adv, margin, cost_must_hold=kappa_target >= -0.5)
@@ -79,7 +79,7 @@ def test_e_step_degenerate_inputs_give_no_nan(case):
     elif case == "n=2":
         adv, cost_adv = torch.tensor([1.0, -1.0]), torch.tensor([1.0, -1.0])
         margin = -0.5
-    v = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
+    v, _ = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
     assert_constraints(v, adv, cost_adv, margin, cost_must_hold=case not in ("n=2",))
     if case in ("zero cost", "tiny cost"):  # a plain reward step: v_bar parallel to A, on the sphere
         v_bar = (v - 1).double()
@@ -95,7 +95,7 @@ def test_e_step_known_answer_in_two_dimensions():
     R = radius(3, 0.002)  # small enough that no element bound is active
     kappa = -0.5
     margin = kappa * R * cost_adv.norm().item() / 3
-    v = cppo.solve_target_ratio(adv, cost_adv, margin, 0.002)
+    v, _ = cppo.solve_target_ratio(adv, cost_adv, margin, 0.002)
     theta = math.acos(kappa)
     expected = R * (math.cos(theta) * cost_adv / cost_adv.norm() + math.sin(theta) * adv / adv.norm())
     torch.testing.assert_close((v - 1).double(), expected)
@@ -133,7 +133,7 @@ def test_e_step_matches_a_generic_constrained_solver(seed):
     adv, cost_adv = random_case(rng, n, rng.uniform(-0.9, 0.9))
     kappa = rng.uniform(-0.9, 1.2)
     margin = kappa * radius(n, delta) * cost_adv.norm().item() / n
-    v = cppo.solve_target_ratio(adv, cost_adv, margin, delta)
+    v, _ = cppo.solve_target_ratio(adv, cost_adv, margin, delta)
     assert (v > 0.5).all()  # no element bound active
     ours, reference = ((v - 1).double() @ adv).item(), slsqp_optimum(adv, cost_adv, margin, delta)
     assert reference is not None
@@ -145,7 +145,7 @@ def test_e_step_is_parallel_to_the_reward_advantage_when_unconstrained_optimum_i
     rng = np.random.default_rng(7)
     adv, cost_adv = random_case(rng, 200, 0.5)
     margin = 10.0  # plenty of cost room
-    v_bar = (cppo.solve_target_ratio(adv, cost_adv, margin, 0.002) - 1).double()
+    v_bar = (cppo.solve_target_ratio(adv, cost_adv, margin, 0.002)[0] - 1).double()
     assert torch.nn.functional.cosine_similarity(v_bar, adv, dim=0).item() > 1 - 1e-9
     assert v_bar.norm().item() == pytest.approx(radius(200, 0.002))
 
@@ -154,14 +154,14 @@ def test_e_step_is_parallel_to_the_reward_advantage_when_unconstrained_optimum_i
 def test_recovery_lowers_cost_first(correlation):
     rng = np.random.default_rng(3)
     adv, cost_adv = random_case(rng, 300, correlation)
-    v, info = cppo.e_step(adv, cost_adv, 1.0, DELTA, recovery=True)
+    v, info = cppo.solve_target_ratio(adv, cost_adv, 1.0, DELTA, recovery=True)
     kappa = 300 * 1.0 / (radius(300) * cost_adv.norm().item())  # plenty of room: theta_f ~ 0
     expected = min(math.pi, max(math.acos(min(1.0, kappa)), theta_a_of(adv, cost_adv) + math.pi / 2))
     assert info["recovery"] == 1.0 and info["theta"] == pytest.approx(expected)
     assert ((v - 1).double() @ cost_adv).item() < 0
     assert_constraints(v, adv, cost_adv, 1.0, cost_must_hold=False)
     # and an infeasible margin switches to recovery by itself
-    _, info = cppo.e_step(adv, cost_adv, -1e3, DELTA)
+    _, info = cppo.solve_target_ratio(adv, cost_adv, -1e3, DELTA)
     assert info["recovery"] == 1.0
 
 
@@ -172,7 +172,7 @@ def test_element_floor_is_repaired_with_exact_bookkeeping():
     adv[0] = 19.0
     adv[1] = -30.0
     cost_adv = torch.linspace(-1, 1, n, dtype=torch.float64)
-    v, info = cppo.e_step(adv, cost_adv, 0.05, 0.5)
+    v, info = cppo.solve_target_ratio(adv, cost_adv, 0.05, 0.5)
     assert info["clipped_fraction"] > 0
     assert_constraints(v, adv, cost_adv, 0.05, delta=0.5)
     assert v[1].item() == pytest.approx(cppo.MIN_TARGET_RATIO)
@@ -187,7 +187,7 @@ def test_m_step_moves_the_ratio_toward_the_target():
         old_logp = actor.log_prob(obs, actions)
     adv = actions[:, 0] - actions[:, 0].mean()  # learnable: favour larger first action
     cost_adv = torch.randn(1024)
-    v = cppo.solve_target_ratio(adv, cost_adv, 1.0, DELTA).float()
+    v = cppo.solve_target_ratio(adv, cost_adv, 1.0, DELTA)[0].float()
     optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
 
     def fit_error():
@@ -223,7 +223,7 @@ def test_constraints_hold_when_many_entries_are_clipped(seed):
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
     delta = 0.8
     margin = rng.uniform(-0.3, 0.5) * radius(n, delta) * cost_adv.norm().item() / n
-    v, info = cppo.e_step(adv, cost_adv, margin, delta)
+    v, info = cppo.solve_target_ratio(adv, cost_adv, margin, delta)
     assert info["clipped_fraction"] > 0.0
     assert_constraints(v, adv, cost_adv, margin, delta)
 
@@ -274,7 +274,7 @@ def test_recovery_angle_is_the_papers_clip(kappa, case):
     adv, cost_adv = random_case(rng, 400, 0.9)
     theta_a = theta_a_of(adv, cost_adv)
     margin = kappa * radius(400) * cost_adv.norm().item() / 400
-    v, info = cppo.e_step(adv, cost_adv, margin, DELTA, recovery=True)
+    v, info = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA, recovery=True)
     expected = min(math.pi, max(math.acos(max(-1.0, kappa)), theta_a + math.pi / 2))
     assert info["recovery"] == 1.0 and info["kappa"] == pytest.approx(kappa)
     assert info["theta"] == pytest.approx(expected)
@@ -288,12 +288,14 @@ def test_calibrated_cost_share_scales_kappa_and_turns_a_small_violation_into_rec
     rng = np.random.default_rng(8)
     adv, cost_adv = random_case(rng, 300, 0.0)
     margin = -0.3 * radius(300) * cost_adv.norm().item() / 300  # a small violation: kappa = -0.3
-    _, plain = cppo.e_step(adv, cost_adv, margin, DELTA)
-    v, calibrated = cppo.e_step(adv, cost_adv, margin, DELTA, cost_share=0.25)
+    _, plain = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
+    v, calibrated = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA, cost_share=0.25)
     assert plain["kappa"] == pytest.approx(-0.3) and calibrated["kappa"] == pytest.approx(-1.2)
     assert plain["recovery"] == 0.0 and plain["theta"] == pytest.approx(math.acos(-0.3))  # a slight bend
     assert calibrated["recovery"] == 1.0 and calibrated["theta"] == pytest.approx(math.pi)  # all cost descent
-    _, room = cppo.e_step(adv, cost_adv, -margin, DELTA, cost_share=0.25)  # under the limit: kappa 1.2, free
+    _, room = cppo.solve_target_ratio(
+        adv, cost_adv, -margin, DELTA, cost_share=0.25
+    )  # under the limit: kappa 1.2, free
     assert room["kappa"] == pytest.approx(1.2) and room["theta"] == pytest.approx(theta_a_of(adv, cost_adv))
 
 
