@@ -46,7 +46,10 @@ def load_runs(out_dir: str) -> list:
         if not rows:
             continue
         summary_path = os.path.join(run_dir, "summary.json")
-        summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+        summary = {}
+        if os.path.exists(summary_path):
+            with open(summary_path) as f:
+                summary = json.load(f)
         runs.append(
             {
                 "algo": config["exp_name"],
@@ -286,7 +289,10 @@ def write_report(out_dir: str, failed: list = ()) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="the benchmark folder (holds runs/)")
-    a = parser.parse_args()
-    failed_path = os.path.join(a.out, "failed.txt")
-    failed = [line.strip() for line in open(failed_path)] if os.path.exists(failed_path) else []
-    print(f"wrote {write_report(a.out, failed)}")
+    args = parser.parse_args()
+    failed_path = os.path.join(args.out, "failed.txt")
+    failed = []
+    if os.path.exists(failed_path):
+        with open(failed_path) as f:
+            failed = [line.strip() for line in f]
+    print(f"wrote {write_report(args.out, failed)}")

@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
-from helpers import ROOT
+import pytest
+
+from conftest import ROOT, read_text, write_json
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import report  # noqa: E402
@@ -15,11 +17,9 @@ import report  # noqa: E402
 def make_run(out, algo, env, seed, returns, costs, sps, cumulative_cost, train_seconds, num_envs=8, evals=None):
     run_dir = os.path.join(out, "runs", f"{env}__{algo}__{seed}__1700000000")
     os.makedirs(run_dir)
-    json.dump(
-        {"exp_name": algo, "env_id": env, "seed": seed, "cost_limit": 25.0, "num_envs": num_envs},
-        open(os.path.join(run_dir, "config.json"), "w"),
-    )
-    json.dump({"train_seconds": train_seconds, **(evals or {})}, open(os.path.join(run_dir, "summary.json"), "w"))
+    config = {"exp_name": algo, "env_id": env, "seed": seed, "cost_limit": 25.0, "num_envs": num_envs}
+    write_json(os.path.join(run_dir, "config.json"), config)
+    write_json(os.path.join(run_dir, "summary.json"), {"train_seconds": train_seconds, **(evals or {})})
     with open(os.path.join(run_dir, "progress.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
@@ -75,7 +75,7 @@ def test_report_on_hand_made_runs(tmp_path):
     with open(os.path.join(out, "throughput", f"{env}__8.json"), "w") as f:
         f.write(json.dumps({"env_id": env, "num_envs": 8, "sps": 1200.0}) + "\n")
     path = report.write_report(out, failed=["trpo__SafetyPointGoal1-v0__1: exit 1"])
-    text = open(path).read()
+    text = read_text(path)
 
     algo_, env_, seeds, steps, ret, cost, rate, sps, wall, published = table_row(text, "ppo", env)
     assert (seeds, steps) == ("2", "6,000/7,000")
@@ -120,12 +120,13 @@ def run_benchmark(tmp_path, *args, timeout=900):
     )
 
 
+@pytest.mark.slow
 def test_quick_benchmark_end_to_end(tmp_path):
     result = run_benchmark(tmp_path, "--quick", "--workers", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     out = tmp_path / "bench"
-    assert open(out / "failed.txt").read() == ""
-    text = open(out / "results.md").read()
+    assert read_text(out / "failed.txt") == ""
+    text = read_text(out / "results.md")
     env = "SafetyHalfCheetahVelocity-v1"
     for algo in ("ppo", "trpo", "ppo_lagrangian", "cppo", "dyna_cppo", "cvpo"):
         row = table_row(text, algo, env)
@@ -134,6 +135,7 @@ def test_quick_benchmark_end_to_end(tmp_path):
     assert os.path.getsize(out / "curves.png") > 10_000
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     result = run_benchmark(
         tmp_path,
@@ -146,9 +148,9 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
         "1",
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    failed = open(tmp_path / "bench" / "failed.txt").read()
+    failed = read_text(tmp_path / "bench" / "failed.txt")
     assert "ppo__SafetyNoSuchEnv-v0__1: exit 1" in failed
-    text = open(tmp_path / "bench" / "results.md").read()
+    text = read_text(tmp_path / "bench" / "results.md")
     assert table_row(text, "ppo", "SafetyHalfCheetahVelocity-v1")[2] == "1"
     assert "## Failed runs" in text and "SafetyNoSuchEnv-v0" in text.split("## Failed runs")[1]
 
@@ -168,10 +170,10 @@ def test_slurm_mode_writes_one_array_task_per_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "bench"
-    tasks = open(out / "tasks.txt").read().splitlines()
+    tasks = read_text(out / "tasks.txt").splitlines()
     assert len(tasks) == 6 and all("--total-timesteps 300000" in t for t in tasks)
     assert sum("cvpo.py' --env-id SafetyPointGoal1-v0 --seed 3" in t for t in tasks) == 1
-    script = open(out / "benchmark.sbatch").read()
+    script = read_text(out / "benchmark.sbatch")
     assert "#SBATCH --array=0-5" in script
     assert subprocess.run(["bash", "-n", str(out / "benchmark.sbatch")]).returncode == 0
     assert not os.path.exists(out / "runs")  # nothing ran locally

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from helpers import load_script, only_run_dir, read_progress
+from conftest import load_script, only_run_dir, read_progress
 
 cppo = load_script("cppo")
 DELTA = 0.02
@@ -407,6 +407,7 @@ def test_calibration_is_measured_on_real_updates_only():
     assert stats["cppo/planned_cost_change"] < 0  # over the limit: the plan lowers cost
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trigger", ["cost", "infeasible"])
 def test_recovery_switch_lasts_until_the_lower_switch_cost(tmp_path, monkeypatch, trigger):
     # A limit of 2 on PointGoal1, a random policy and a window of 2 episodes: J_c moves around the limit. Recovery

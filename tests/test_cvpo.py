@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_script
+from conftest import load_script
 
 cvpo = load_script("cvpo")
 torch.set_num_threads(1)  # tiny networks: threads only add synchronisation (minutes of it on a loaded machine)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import load_script, only_run_dir, read_progress, top_level_source
+from conftest import load_script, only_run_dir, read_progress, top_level_source
 
 dyna = load_script("dyna_cppo")
 
@@ -171,6 +171,7 @@ def test_model_skill_scores_the_reward_and_cost_heads_against_constants():
     assert rate["model/cost_skill"] == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_main_gates_imagination_on_the_lower_of_state_and_reward_skill(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     measured = dyna.model_skill
@@ -247,6 +248,7 @@ def run_main(module, cwd, **fields):
     return read_progress(only_run_dir(cwd))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switch_off", [{"model_rollouts": 0}, {"model_start_iter": 0, "imagination_min_skill": 1.0}])
 def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_off):
     # PointGoal1 with a low limit, a short cost window and the curriculum: episodes end, the window, the
@@ -310,6 +312,7 @@ def test_cppo_update_is_cppos_line_for_line():
     assert all(dyna_fields[k] == v for k, v in cppo_fields.items())
 
 
+@pytest.mark.slow
 def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = run_main(
@@ -345,6 +348,7 @@ def test_the_gate_imagines_only_while_the_model_beats_the_baselines():
     assert dyna.imagination_on(-0.4, 6, dyna.Args(imagination_min_skill=-math.inf))  # Algorithm 1 as written
 
 
+@pytest.mark.slow
 def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypatch):
     """With the gate open (a threshold every model passes), imagination runs from the first update with a trust
     region of --imagined-kl-frac * delta and, with --no-imagined-critics, without training the critics; its KL

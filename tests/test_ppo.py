@@ -5,7 +5,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from helpers import load_script
+from conftest import load_script
 
 ppo = load_script("ppo")
 

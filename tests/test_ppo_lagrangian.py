@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers import load_script, only_run_dir, read_progress
+from conftest import load_script, only_run_dir, read_progress
 
 lag = load_script("ppo_lagrangian")
 
@@ -79,6 +79,7 @@ def test_multiplier_follows_the_windowed_cost(rule):
     assert min(below) >= 0.0 and below[-1] == 0.0
 
 
+@pytest.mark.slow
 def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
     """--multiplier adam through main(): rollouts of 2 envs x 500 steps; HalfCheetahVelocity episodes last 1000 steps,
     so the first 2 end in the second rollout. lambda waits (0.001) until then; their cost is below d, so Adam's first

@@ -1,7 +1,6 @@
 """Every algorithm script run as a user runs it: smoke runs, seeded determinism, bad input, the NaN guard."""
 
 import glob
-import json
 import os
 import re
 import signal
@@ -12,16 +11,19 @@ import time
 import numpy as np
 import pytest
 
-from helpers import (
+from conftest import (
     ROOT,
     assert_clean_error,
     assert_finite_rows,
     load_script,
     only_run_dir,
+    read_json,
     read_progress,
     run_script,
     top_level_source,
 )
+
+pytestmark = pytest.mark.slow  # every test here runs a script or reads its runs
 
 COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_length", "sps", "cost_rate"]
 SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
@@ -104,7 +106,7 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert result.returncode == 0, result.stderr
     run_dir = only_run_dir(tmp_path)
     assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
-    config = json.load(open(os.path.join(run_dir, "config.json")))
+    config = read_json(os.path.join(run_dir, "config.json"))
     assert config["env_id"] == env_id and config["total_timesteps"] == 2000
     rows = read_progress(run_dir)
     assert [int(r["global_step"]) for r in rows] == [1000, 2000]
@@ -134,7 +136,7 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert len(lines) == len(rows) and all(re.search(r"\| elapsed \d+:\d\d \| left \d+:\d\d$", x) for x in lines)
     assert lines[-1].endswith("| left 0:00")
     # Both evaluations, on stdout and in summary.json, with the same keys in every script.
-    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    summary = read_json(os.path.join(run_dir, "summary.json"))
     for mode in ("stochastic", "deterministic"):
         assert f"eval ({mode}) over {eval_episodes} episodes" in result.stdout
         for key in (f"eval_{mode}_return", f"eval_{mode}_return_std", f"eval_{mode}_cost", f"eval_{mode}_cost_std"):
@@ -149,7 +151,7 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     eval_dir = only_run_dir(tmp_path / "eval")
     assert os.path.basename(eval_dir).startswith(f"{env_id}__{script}-eval__3__")
     assert not os.path.exists(os.path.join(eval_dir, "progress.csv"))
-    assert json.load(open(os.path.join(eval_dir, "summary.json"))) == {
+    assert read_json(os.path.join(eval_dir, "summary.json")) == {
         k: v for k, v in summary.items() if k.startswith("eval_")
     }
     # The checkpoint holds the policy and the normalisation statistics of the run, and evaluates.

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers import load_script
+from conftest import load_script
 
 trpo = load_script("trpo")
 

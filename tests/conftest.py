@@ -1,8 +1,10 @@
-"""Shared test helpers: import a top-level script as a module, run it as a user would, read its run folder."""
+"""Shared test helpers (pytest loads this file first; tests import from it): import a top-level script as a
+module, run it as a user would, read its run folder."""
 
 import csv
 import glob
 import importlib.util
+import json
 import math
 import os
 import re
@@ -74,9 +76,24 @@ def assert_finite_rows(rows: list, columns, skip=("episodic_return", "episodic_c
             assert math.isfinite(float(rows[-1][key])), (key, rows[-1][key])
 
 
+def read_text(path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path, data) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
 def top_level_source(path: str, name: str) -> str:
     """The text of the top-level `def name` or `class name` in a script, up to the next top-level statement."""
-    text = open(path).read()
+    text = read_text(path)
     match = re.search(rf"^(def|class) {name}\b.*?(?=^\S)", text, flags=re.S | re.M)
     assert match, name
     return match.group(0)
