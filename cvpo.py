@@ -335,20 +335,7 @@ def main(args: Args) -> dict:
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(1)  # small MLPs: one thread is fastest and leaves the other core to the envs
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-
-    envs = make_envs(args)
-    run_dir = os.path.join("runs", run_name)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
-    logger = RunLogger(run_dir, args, run_name)
+    envs, device, run_dir, logger = start_run(args)
 
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
@@ -469,14 +456,7 @@ def main(args: Args) -> dict:
                 raise SystemExit(f"error: non-finite policy_loss at step {global_step}; stopping")
             logger.log(
                 {
-                    "global_step": global_step,
-                    "episodic_return": last_episodes[0],
-                    "episodic_cost": last_episodes[1],
-                    "episodic_length": last_episodes[2],
-                    "sps": int(global_step / (time.time() - start_time)),
-                    "episodes": len(finished),
-                    "cumulative_cost": cumulative_cost,
-                    "cost_rate": cumulative_cost / global_step,
+                    **episode_columns(global_step, last_episodes, finished, cumulative_cost, start_time),
                     "updates": len(stats),
                     "q_limit": q_limit,
                     **{k: means.get(k, np.nan) for k in UPDATE_KEYS},  # means over the updates since the last row
@@ -484,21 +464,7 @@ def main(args: Args) -> dict:
             )
             finished, stats = [], []
 
-    envs.close()
-    summary = {"train_seconds": time.time() - start_time}
-    if args.save_model:
-        path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        save_checkpoint(path, actor, obs_rms, args)
-        print(f"model saved to {path}")
-    if args.eval_episodes > 0:
-        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        summary.update(
-            final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
-        )
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    logger.close(summary)
-    return summary
+    return finish_run(args, envs, actor, obs_rms, device, run_dir, logger, start_time)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -604,6 +570,57 @@ class RunningMeanStd:
 
     def load_state_dict(self, state: dict) -> None:
         self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def start_run(args: Args):
+    """Seed everything, build the envs, write the run folder's config.json, open the logger."""
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    return envs, device, run_dir, RunLogger(run_dir, args, run_name)
+
+
+def finish_run(args: Args, envs, actor, obs_rms, device, run_dir: str, logger, start_time: float) -> dict:
+    """Close the envs, save the policy with its normalisation (--save-model), evaluate it both ways, write
+    summary.json. Returns the summary."""
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        summary.update(
+            final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        )
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+def episode_columns(global_step: int, last_episodes, finished: list, cumulative_cost: float, start_time: float):
+    """The first columns of every progress row: steps, the latest episodes' means, speed, cost so far."""
+    return {
+        "global_step": global_step,
+        "episodic_return": last_episodes[0],
+        "episodic_cost": last_episodes[1],
+        "episodic_length": last_episodes[2],
+        "sps": int(global_step / (time.time() - start_time)),
+        "episodes": len(finished),
+        "cumulative_cost": cumulative_cost,
+        "cost_rate": cumulative_cost / global_step,
+    }
 
 
 def make_envs(args: Args):

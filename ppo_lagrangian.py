@@ -259,25 +259,89 @@ class PIDLagrangeMultiplier:
         return self.value
 
 
+def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
+    """[2, T, M] values (reward, cost) of the final observations of episodes cut by the time limit, at their
+    (t, env); 0 elsewhere, which is the value after a termination."""
+    final_values = torch.zeros((2,) + shape, device=device)
+    if final_obs:
+        t_idx, env_idx, final_x = zip(*final_obs)
+        final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
+        with torch.no_grad():
+            final_values[0, list(t_idx), list(env_idx)] = critic(final_x)
+            final_values[1, list(t_idx), list(env_idx)] = cost_critic(final_x)
+    return final_values
+
+
+def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, final_values, args: "Args") -> dict:
+    """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
+    obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
+    episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
+    column is one environment's (or one imagined rollout's) own sequence."""
+    with torch.no_grad():
+        old_mean = actor.mean(obs[:-1])
+        logp = gaussian_log_prob(act, old_mean, actor.log_std)
+        values, cost_values = critic(obs), cost_critic(obs)
+        next_values = torch.where(done.bool(), final_values[0], values[1:])
+        next_cost_values = torch.where(done.bool(), final_values[1], cost_values[1:])
+    adv, ret = compute_gae(rew, values[:-1], next_values, done, args.gamma, args.gae_lambda)
+    cost_adv, cost_ret = compute_gae(
+        cost, cost_values[:-1], next_cost_values, done, args.cost_gamma, args.cost_gae_lambda
+    )
+    d_obs, d_act = obs.shape[-1], act.shape[-1]
+    return {
+        "obs": obs[:-1].reshape(-1, d_obs),
+        "act": act.reshape(-1, d_act),
+        "logp": logp.reshape(-1),
+        "old_mean": old_mean.reshape(-1, d_act),
+        "adv": adv.reshape(-1),
+        "cost_adv": cost_adv.reshape(-1),
+        "ret": ret.reshape(-1),
+        "cost_ret": cost_ret.reshape(-1),
+    }
+
+
+def ppo_update(actor, critic, cost_critic, optimizer, params: list, batch: dict, lam: float, args: "Args") -> dict:
+    """PPO's update on the Lagrangian advantage (A - lam A_c) / (1 + lam), both advantages normalised per
+    minibatch: --update-epochs epochs of --num-minibatches minibatches of the clipped surrogate and the two
+    value losses, stopping after an epoch whose approx-KL passes --target-kl. batch: the flat obs, act, logp
+    (of pi_old), adv, cost_adv, ret and cost_ret of advantages_batch. Returns the mean statistics."""
+    n = batch["obs"].shape[0]
+    stats = []
+    for epoch in range(args.update_epochs):
+        for idx in torch.randperm(n, device=batch["obs"].device).split(n // args.num_minibatches):
+            obs, adv = batch["obs"][idx], batch["adv"][idx]
+            new_logp, entropy = actor.log_prob_entropy(obs, batch["act"][idx])
+            log_ratio = new_logp - batch["logp"][idx]
+            ratio = log_ratio.exp()
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            cost_adv = batch["cost_adv"][idx]
+            cost_adv = (cost_adv - cost_adv.mean()) / (cost_adv.std() + 1e-8)
+            adv = (adv - lam * cost_adv) / (1.0 + lam)  # reward up, cost down, weighed by lambda
+            policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef) * adv).mean()
+            value_loss = 0.5 * (critic(obs) - batch["ret"][idx]).pow(2).mean()
+            cost_value_loss = 0.5 * (cost_critic(obs) - batch["cost_ret"][idx]).pow(2).mean()
+            loss = policy_loss - args.ent_coef * entropy + args.vf_coef * (value_loss + cost_value_loss)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+            optimizer.step()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator of KL(old || new)
+                clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
+            losses = [policy_loss.detach(), value_loss.detach(), cost_value_loss.detach(), entropy.detach()]
+            stats.append(torch.stack([*losses, approx_kl, clipfrac]))
+        if args.target_kl is not None and approx_kl.item() > args.target_kl:
+            break
+    names = ("policy_loss", "value_loss", "cost_value_loss", "entropy", "approx_kl", "clipfrac")
+    return {**dict(zip(names, torch.stack(stats).mean(0).tolist())), "epochs": epoch + 1}
+
+
 def main(args: Args) -> dict:
     args = env_layout(args)
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(1)  # 64-unit MLPs: one thread is fastest and leaves the other core to the envs
-    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
-
-    envs = make_envs(args)
-    run_dir = os.path.join("runs", run_name)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
-    logger = RunLogger(run_dir, args, run_name)
+    envs, device, run_dir, logger = start_run(args)
 
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
@@ -294,9 +358,7 @@ def main(args: Args) -> dict:
         multiplier = LagrangeMultiplier(args.cost_limit, args.lagrangian_multiplier_init, args.lambda_lr)
 
     T, N = args.num_steps, args.num_envs
-    batch_size = T * N
-    minibatch_size = batch_size // args.num_minibatches
-    num_updates = args.total_timesteps // batch_size
+    num_updates = args.total_timesteps // (T * N)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
@@ -342,26 +404,13 @@ def main(args: Args) -> dict:
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
-        # Log-probs and values in one batch. The next value is V(s_{t+1}) inside an episode,
-        # V(final obs) on truncation (the episode could go on), 0 on termination.
-        # Same for the cost critic: costs are bootstrapped exactly like rewards.
+        # Real data: log-probs and values in one batch, then GAE. The next value is V(s_{t+1}) inside an
+        # episode, V(final obs) on truncation (the episode could go on), 0 on termination.
         obs_t, act_t, rew_t, cost_t, done_t = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
         )
-        with torch.no_grad():
-            logp_t = gaussian_log_prob(act_t, actor.mean(obs_t[:-1]), actor.log_std)  # log pi_old(a|s)
-            values, cost_values = critic(obs_t), cost_critic(obs_t)
-            next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
-            next_cost_values = torch.where(done_t.bool(), torch.zeros((), device=device), cost_values[1:])
-            if final_obs:
-                t_idx, env_idx, final_x = zip(*final_obs)
-                final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
-                next_values[list(t_idx), list(env_idx)] = critic(final_x)
-                next_cost_values[list(t_idx), list(env_idx)] = cost_critic(final_x)
-        advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
-        cost_advantages, cost_returns = compute_gae(
-            cost_t, cost_values[:-1], next_cost_values, done_t, args.cost_gamma, args.cost_gae_lambda
-        )
+        final_values = bootstrap_values(critic, cost_critic, final_obs, (T, N), device)
+        batch = advantages_batch(actor, critic, cost_critic, obs_t, act_t, rew_t, cost_t, done_t, final_values, args)
 
         # The multiplier moves first, on the mean episodic cost of the last --cost-window finished episodes
         # (kept if no episode ended): one rollout's 8 episodes are too noisy an estimate for a PID's P term.
@@ -373,96 +422,25 @@ def main(args: Args) -> dict:
             raise SystemExit(f"error: non-finite lagrange_multiplier at step {global_step}; stopping")
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
-        # PPO update: several epochs of minibatches on the clipped surrogate.
-        b_obs, b_act = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim)
-        b_logp, b_adv, b_ret = logp_t.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
-        b_cadv, b_cret = cost_advantages.reshape(-1), cost_returns.reshape(-1)
-        stats = []
-        for epoch in range(args.update_epochs):
-            for idx in torch.randperm(batch_size, device=device).split(minibatch_size):
-                obs, adv = b_obs[idx], b_adv[idx]
-                new_logp, entropy = actor.log_prob_entropy(obs, b_act[idx])
-                log_ratio = new_logp - b_logp[idx]
-                ratio = log_ratio.exp()
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                cost_adv = b_cadv[idx]
-                cost_adv = (cost_adv - cost_adv.mean()) / (cost_adv.std() + 1e-8)
-                adv = (adv - lam * cost_adv) / (1.0 + lam)  # reward up, cost down, weighed by lambda
-                policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef) * adv).mean()
-                value_loss = 0.5 * (critic(obs) - b_ret[idx]).pow(2).mean()
-                cost_value_loss = 0.5 * (cost_critic(obs) - b_cret[idx]).pow(2).mean()
-                loss = policy_loss - args.ent_coef * entropy + args.vf_coef * (value_loss + cost_value_loss)
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
-                optimizer.step()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()  # the k3 estimator of KL(old || new)
-                    clipfrac = ((ratio - 1).abs() > args.clip_coef).float().mean()
-                stats.append(
-                    torch.stack(
-                        [
-                            policy_loss.detach(),
-                            value_loss.detach(),
-                            cost_value_loss.detach(),
-                            entropy.detach(),
-                            approx_kl,
-                            clipfrac,
-                        ]
-                    )
-                )
-            if args.target_kl is not None and approx_kl.item() > args.target_kl:
-                break
-        policy_loss, value_loss, cost_value_loss, entropy, approx_kl, clipfrac = torch.stack(stats).mean(0).tolist()
-        for name, value in (
-            ("policy_loss", policy_loss),
-            ("value_loss", value_loss),
-            ("cost_value_loss", cost_value_loss),
-        ):
-            if not np.isfinite(value):
+        stats = ppo_update(actor, critic, cost_critic, optimizer, params, batch, lam, args)
+        for name in ("policy_loss", "value_loss", "cost_value_loss"):
+            if not np.isfinite(stats[name]):
                 raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
 
         logger.log(
             {
-                "global_step": global_step,
-                "episodic_return": last_episodes[0],
-                "episodic_cost": last_episodes[1],
-                "episodic_length": last_episodes[2],
-                "sps": int(global_step / (time.time() - start_time)),
-                "episodes": len(finished),
-                "cumulative_cost": cumulative_cost,
-                "cost_rate": cumulative_cost / global_step,
+                **episode_columns(global_step, last_episodes, finished, cumulative_cost, start_time),
                 "lagrange_multiplier": lam,
                 "cost_estimate": cost_window.mean,
                 "cost_estimate_episodes": len(cost_window.costs),
                 "learning_rate": lr,
-                "policy_loss": policy_loss,
-                "value_loss": value_loss,
-                "cost_value_loss": cost_value_loss,
-                "entropy": entropy,
-                "approx_kl": approx_kl,
-                "clipfrac": clipfrac,
-                "epochs": epoch + 1,
+                **stats,
                 "time_rollout": update_start - rollout_start,
                 "time_update": time.time() - update_start,
             }
         )
 
-    envs.close()
-    summary = {"train_seconds": time.time() - start_time}
-    if args.save_model:
-        path = os.path.join(run_dir, f"{args.exp_name}.pt")
-        save_checkpoint(path, actor, obs_rms, args)
-        print(f"model saved to {path}")
-    if args.eval_episodes > 0:
-        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
-        summary.update(
-            final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
-        )
-    with open(os.path.join(run_dir, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    logger.close(summary)
-    return summary
+    return finish_run(args, envs, actor, obs_rms, device, run_dir, logger, start_time)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -544,6 +522,57 @@ class RunningMeanStd:
 
     def load_state_dict(self, state: dict) -> None:
         self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def start_run(args: Args):
+    """Seed everything, build the envs, write the run folder's config.json, open the logger."""
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(1)  # small MLPs: one thread is fastest and leaves the other core to the envs
+    device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    envs = make_envs(args)
+    run_dir = os.path.join("runs", run_name)
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(args), f, indent=2)
+    return envs, device, run_dir, RunLogger(run_dir, args, run_name)
+
+
+def finish_run(args: Args, envs, actor, obs_rms, device, run_dir: str, logger, start_time: float) -> dict:
+    """Close the envs, save the policy with its normalisation (--save-model), evaluate it both ways, write
+    summary.json. Returns the summary."""
+    envs.close()
+    summary = {"train_seconds": time.time() - start_time}
+    if args.save_model:
+        path = os.path.join(run_dir, f"{args.exp_name}.pt")
+        save_checkpoint(path, actor, obs_rms, args)
+        print(f"model saved to {path}")
+    if args.eval_episodes > 0:
+        video_dir = os.path.join(run_dir, "videos") if args.capture_video else None
+        summary.update(
+            final_evaluation(actor, obs_rms, args.env_id, args.eval_episodes, args.seed + 10_000, device, video_dir)
+        )
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    logger.close(summary)
+    return summary
+
+
+def episode_columns(global_step: int, last_episodes, finished: list, cumulative_cost: float, start_time: float):
+    """The first columns of every progress row: steps, the latest episodes' means, speed, cost so far."""
+    return {
+        "global_step": global_step,
+        "episodic_return": last_episodes[0],
+        "episodic_cost": last_episodes[1],
+        "episodic_length": last_episodes[2],
+        "sps": int(global_step / (time.time() - start_time)),
+        "episodes": len(finished),
+        "cumulative_cost": cumulative_cost,
+        "cost_rate": cumulative_cost / global_step,
+    }
 
 
 def make_envs(args: Args):
