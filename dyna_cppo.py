@@ -812,6 +812,70 @@ def imagine(
     return torch.stack(obs), torch.stack(acts), torch.stack(rews), torch.stack(costs)
 
 
+def stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw: list, low, high) -> dict:
+    """A real rollout as D_real keeps it: raw observations [T, N, D] and the next ones (the final observation
+    where an episode ended), the actions the envs ran (clipped), rewards, costs and episode ends."""
+    next_raw = raw_buf[1:].copy()
+    for t, i, final in final_raw:
+        next_raw[t, i] = final
+    return {
+        "obs": raw_buf[:-1].copy(),
+        "act": np.clip(act_buf, low, high),
+        "rew": rew_buf.copy(),
+        "cost": cost_buf.copy(),
+        "next_obs": next_raw,
+        "done": done_buf.copy(),
+    }
+
+
+def imagined_update(
+    model,
+    actor,
+    critic,
+    cost_critic,
+    optimizer,
+    critic_optimizer,
+    start_obs,
+    cost_margin: float,
+    in_recovery: bool,
+    calibration: CostCalibration,
+    bounds: tuple,
+    ranges: tuple,
+    generator,
+    args: "Args",
+) -> dict:
+    """Imagination: H model steps of the current policy from `start_obs` (all at once), then the CPPO update on
+    them with a trust region of --imagined-kl-frac * delta, no calibration, no step scaling, and the critics
+    trained only with --imagined-critics. The cost margin and recovery state are the real update's.
+    bounds: the action bounds (low, high); ranges: the real rewards' and costs' (min, max)."""
+    img_obs, img_act, img_rew, img_cost = imagine(model, actor, start_obs, args.horizon, *bounds, *ranges, generator)
+    no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
+    no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
+    batch = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end, no_final, args)
+    imagined_args = dataclasses.replace(args, kl_budget=args.imagined_kl_frac * args.kl_budget)
+    stats = cppo_update(
+        actor,
+        critic,
+        cost_critic,
+        optimizer,
+        critic_optimizer,
+        batch,
+        cost_margin,
+        in_recovery,
+        calibration,
+        imagined_args,
+        calibrate=False,
+        scale_step=False,
+        train_critics=args.imagined_critics,
+    )
+    return {
+        "imagined/return": img_rew.sum(0).mean().item(),
+        "imagined/cost": img_cost.sum(0).mean().item(),
+        "imagined/approx_kl": stats["approx_kl"],
+        "imagined/recovery": stats["cppo/recovery"],
+    }
+
+
 def scheduled_cost_limit(args: Args, step: int) -> float:
     """The limit the update aims for at `step`: --cost-limit, or with --cost-limit-start a linear fall from it
     to --cost-limit over the first --cost-limit-anneal of the steps."""
@@ -925,17 +989,7 @@ def main(args: Args) -> dict:
         in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
 
         # D_real and the model: errors on this rollout's windows before training on them (held out), then train.
-        next_raw = raw_buf[1:].copy()
-        for t, i, final in final_raw:
-            next_raw[t, i] = final
-        rollout = {
-            "obs": raw_buf[:-1].copy(),
-            "act": np.clip(act_buf, low, high),
-            "rew": rew_buf.copy(),
-            "cost": cost_buf.copy(),
-            "next_obs": next_raw,
-            "done": done_buf.copy(),
-        }
+        rollout = stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw, low, high)
         reward_range = [min(reward_range[0], rew_buf.min()), max(reward_range[1], rew_buf.max())]
         cost_range = [min(cost_range[0], cost_buf.min()), max(cost_range[1], cost_buf.max())]
         model_stats, model_start = {}, time.time()
@@ -951,46 +1005,23 @@ def main(args: Args) -> dict:
         model_stats["imagined/on"] = float(imagining)
         if imagining:
             pick = torch.randint(T * N, (args.model_rollouts,), generator=model_generator).to(device)
-            img_obs, img_act, img_rew, img_cost = imagine(
-                model, actor, batch["obs"][pick], args.horizon, low_t, high_t, reward_range, cost_range, model_generator
-            )
-            no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
-            imagined = advantages_batch(
-                actor,
-                critic,
-                cost_critic,
-                img_obs,
-                img_act,
-                img_rew,
-                img_cost,
-                no_end,
-                torch.zeros((2,) + img_rew.shape, device=device),
-                args,
-            )
-            imagined_args = dataclasses.replace(args, kl_budget=args.imagined_kl_frac * args.kl_budget)
-            img_stats = cppo_update(
+            img_stats = imagined_update(
+                model,
                 actor,
                 critic,
                 cost_critic,
                 optimizer,
                 critic_optimizer,
-                imagined,
+                batch["obs"][pick],
                 cost_margin,
                 in_recovery,
                 calibration,
-                imagined_args,
-                calibrate=False,
-                scale_step=False,
-                train_critics=args.imagined_critics,
+                (low_t, high_t),
+                (reward_range, cost_range),
+                model_generator,
+                args,
             )
-            model_stats.update(
-                {
-                    "imagined/return": img_rew.sum(0).mean().item(),
-                    "imagined/cost": img_cost.sum(0).mean().item(),
-                    "imagined/approx_kl": img_stats["approx_kl"],
-                    "imagined/recovery": img_stats["cppo/recovery"],
-                }
-            )
+            model_stats.update(img_stats)
         model_stats["time_imagination"] = time.time() - imagination_start  # 0 while imagination is off
         obs_buf[0], raw_buf[0] = obs_buf[T], raw_buf[T]  # the next rollout starts where this one stopped
 
