@@ -409,6 +409,9 @@ SHARED_BY_ALL = (
     "final_evaluation",
     "evaluate_checkpoint",
     "minutes",
+    "start_run",
+    "finish_run",
+    "episode_columns",
 )
 # CVPO's actor squashes its actions and logs per interval, not per update: these are shared by the on-policy five
 SHARED_ON_POLICY = (
