@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+CPPO_1E6_RETURN = 2.15  # CPPO, seed 1, last 10% of its 1e6-step run (docs/throughput-2026-11-26/runs/pg1-2envs)
+
 
 def load(run_dir):
     with open(os.path.join(run_dir, "config.json")) as f:
@@ -29,7 +31,7 @@ def describe(run_dir):
            "return": np.nanmean(ret[tail]), "cost": np.nanmean(cost[tail]),
            "cumulative_cost": col("cumulative_cost")[-1], "wall_s": summary.get("train_seconds", np.nan),
            "above_limit": int((cost > config["cost_limit"]).sum()), "updates": len(step)}
-    if "model/skill" in [k for k in ("model/skill",) if not np.isnan(col(k)).all()]:
+    if not np.isnan(col("model/skill")).all():  # a Dyna run
         thirds = np.array_split(np.arange(len(step)), 3)
         for key in ("model/skill", "model/reward_skill", "model/cost_skill"):
             out[key] = "/".join(f"{np.nanmean(col(key)[i]):.2f}" for i in thirds)
@@ -37,9 +39,11 @@ def describe(run_dir):
         out["imagined_kl"] = np.nanmean(col("imagined/approx_kl"))
         out["time_model"] = np.nanmean(col("time_model"))
         out["time_imagination"] = np.nanmean(col("time_imagination")[col("imagined/on") == 1])
-    # the first step at which the return, averaged over a window of 10 updates, reaches a level
+    # the first step at which the return, averaged over a window of 10 updates, reaches CPPO's 1e6 return
     smooth = np.convolve(np.nan_to_num(ret), np.ones(10) / 10, mode="valid")
-    out["_smooth"], out["_steps"] = smooth, step[9:]
+    reached = np.flatnonzero(smooth >= CPPO_1E6_RETURN)
+    out["reached_at"] = int(step[9:][reached[0]]) if len(reached) else None
+    out["best_smoothed_return"] = smooth.max()
     return out
 
 
@@ -59,3 +63,8 @@ if __name__ == "__main__":
             print(f"| {r['seed']} | {r['model/skill']} | {r['model/reward_skill']} | {r['model/cost_skill']} | "
                   f"{r['imagined_on']:.2f} | {r['imagined_kl']:.4f} | {r['time_model']:.1f} | "
                   f"{r['time_imagination']:.1f} |")
+    print()
+    print(f"| seed | algo | first step with a 10-update mean return >= {CPPO_1E6_RETURN} | best 10-update mean |")
+    print("|---|---|---|---|")
+    for r in sorted(runs, key=lambda r: (r["seed"], r["algo"])):
+        print(f"| {r['seed']} | {r['algo']} | {r['reached_at']} | {r['best_smoothed_return']:.2f} |")
