@@ -4,8 +4,9 @@ Xuan et al. 2023, "Constrained Proximal Policy Optimization", arXiv:2305.14216. 
 no Lagrange multiplier. Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
 - E-step: the ideal probability ratio v = 1 + v_bar of each sample solves
       max v_bar . A  s.t.  v_bar . A_c <= N d',  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0
-  with d' = (d - J_c) / T the per-step cost room left. The solution lies in the plane of A_c and A (closed form
-  by an angle theta), then entries below the floor are clipped and the rest re-solved with exact bookkeeping.
+  with d' = (d - J_c) / L the per-step cost room left (L the episode length, the paper's T). The solution lies in
+  the plane of A_c and A (closed form by an angle theta), then entries below v = MIN_TARGET_RATIO are clipped and
+  the rest re-solved with exact bookkeeping.
   In recovery the angle is clipped into [max(theta_f, theta_A + pi/2), pi], theta_f = arccos(kappa) the smallest
   angle that still reaches the feasible region (the paper's Sec. 3.2.2).
 - Switch (bang-bang): once an update recovers, recovery lasts until J_c is below the lower switch cost.
@@ -19,13 +20,13 @@ last 10%; docs/cppo-2026-11-26):
 - --max-step-scale 10: the regression alone stops at a fixed point far inside the trust region (mean KL 0.003
   against delta = 0.02); the scaled step makes Eq. 9's KL <= delta active (KL 0.0200). Paired, same seed:
   return 2.0 vs 0.9 at the same cumulative cost (11.1k), both with --recovery-exit-frac 1.0.
-- --cost-calibration (share floor 0.02): the linear cost model plans v_bar . A_c; on a held-out env's trajectory
+- --cost-calibration (minimum share 0.02): the linear cost model plans v_bar . A_c; on a held-out env's trajectory
   the update realises almost none of it (slope of realised on planned over a run: -0.02 to 0.01; the plan is
   mostly per-sample noise the policy cannot follow). The E-step plans with kappa / c, c the measured share,
-  which sits at its floor in 90-97% of updates: in effect the floor is the gain of the cost lever. A violation
+  which sits at its minimum in 90-97% of updates: in effect the minimum is the gain of the cost lever. A violation
   bends theta toward -A_c in proportion, and recovery starts only once nothing in the trust region is feasible
   under the calibrated model (--recovery-trigger infeasible; the paper's switch on J_c > d is
-  --recovery-trigger cost). With floor 0.1: recovery never fired, return 5.6, but cost 60 (limit 25).
+  --recovery-trigger cost). With minimum 0.1: recovery never fired, return 5.6, but cost 60 (limit 25).
 - --cost-limit-start (off): a curriculum from a looser limit; measured worse (return 1.2-1.6, cumulative cost
   2x), kept as an option.
 What this does not fix: on SafetyPointGoal1 no setting here both keeps the limit and learns the goal within
@@ -42,11 +43,12 @@ import math
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
 
@@ -138,7 +140,7 @@ class Args:
     updates realise (kappa / c); off, the paper's linear model (c = 1). It is measured on an eighth of the batch
     per update (one env's trajectory or a stretch of it, in turn), which the policy is then not fitted to;
     with --num-envs 1 nothing is held out and c is measured on the fitted samples (near 1)"""
-    cost_share_floor: float = 0.02
+    cost_share_min: float = 0.02
     """the smallest share c the calibration assumes: it caps the gain 1 / c of the cost lever"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
     """what starts recovery: `infeasible` once the (calibrated) E-step finds no feasible point within the trust
@@ -271,8 +273,8 @@ def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, 
     return radius * (math.cos(theta) * u_c + math.sin(theta) * u), theta, kappa, recovered
 
 
-def solve_with_floor(adv, cost_adv, radius: float, budget: float, recovery: bool, min_angle: float = 0.0):
-    """plane_solution, then the paper's element-wise repair of v_bar > -1: clip the entries below the floor
+def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: bool, min_angle: float = 0.0):
+    """plane_solution, then the paper's element-wise repair of v_bar > -1: clip the entries below MIN_TARGET_RATIO - 1
     and re-solve the free entries as mu + x, where mu keeps sum(v_bar) = 0 and the radius and cost budget left
     for x are what the clipped entries and mu have not used. Repeats until nothing new is clipped."""
     n = adv.shape[0]
@@ -307,21 +309,21 @@ def solve_target_ratio(
 
     v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
     v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
-    cost_margin is d' = (d - J_c) / T, the per-step cost room. With recovery=True (or when nothing within the
-    radius is feasible) the direction turns toward -A_c instead. cost_share c in (0, 1] calibrates the linear
-    cost model: the plan v_bar . A_c is realised only in the share c (CostCalibration measures it), so the cost
-    room N d' is planned as N d' / c, i.e. kappa / c."""
+    cost_margin is d' = (d - J_c) / L, the per-step cost room (L: the episode length). With recovery=True (or
+    when nothing within the radius is feasible) the direction turns toward -A_c instead. cost_share c in (0, 1]
+    calibrates the linear cost model: the plan v_bar . A_c is realised only in the share c (CostCalibration
+    measures it), so the cost room N d' is planned as N d' / c, i.e. kappa / c."""
     n = adv.shape[0]
     adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
     radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
     budget = n * cost_margin / cost_share
-    v_bar, theta, kappa, recovered, clipped = solve_with_floor(adv, cost_adv, radius, budget, recovery)
+    v_bar, theta, kappa, recovered, clipped = solve_with_repair(adv, cost_adv, radius, budget, recovery)
     cost = (v_bar @ cost_adv).item()
     if not recovered and cost > budget:
-        # The floor used up the cost room. Blend toward the most cost-lowering point that respects the floor;
+        # The repair (v > 0) used up the cost room. Blend toward the most cost-lowering point with v > 0;
         # every constraint but the cost one is convex, so the blend keeps them and meets the budget if it can.
-        v_low, *_ = solve_with_floor(adv, cost_adv, radius, budget, True, math.pi)
+        v_low, *_ = solve_with_repair(adv, cost_adv, radius, budget, True, math.pi)
         low_cost = (v_low @ cost_adv).item()
         t = min(1.0, (cost - budget) / (cost - low_cost)) if cost > low_cost else 0.0
         v_bar = (1 - t) * v_bar + t * v_low
@@ -363,7 +365,8 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     kl_max = kl_at(max_scale)
     if kl_max <= delta:
         return max_scale, kl_max
-    lo, hi, lo_kl = 0.0, max_scale, 0.0
+    lo, hi = 0.0, max_scale
+    lo_kl = 0.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         kl = kl_at(mid)
@@ -395,12 +398,14 @@ class CostCalibration:
     then moves the ratio to r and realises (r - 1) . A_c, both first order and measured on the samples of the
     batch the policy was not fitted to (an eighth of the batch; all samples when nothing is held out, where the
     policy also fits A_c's noise and c stays near 1). c is the running least-squares slope of realised on
-    planned (momentum m), clipped to [floor, 1]: a slope that is noise around 0 gives the floor. 1 until
+    planned (momentum m), clipped to [minimum, 1]: a slope that is noise around 0 gives the minimum. 1 until
     measured, and always 1 when disabled (the paper's uncalibrated model). It scales kappa on both sides of
     the limit: under it, the calibrated constraint lets an update plan more cost than the room left."""
 
-    def __init__(self, enabled: bool, momentum: float = 0.9, floor: float = 0.02):
-        self.enabled, self.momentum, self.floor = enabled, momentum, floor
+    def __init__(self, enabled: bool, momentum: float = 0.9, minimum: float = 0.02):
+        self.enabled = enabled
+        self.momentum = momentum
+        self.minimum = minimum
         self.num, self.den = 0.0, 0.0
 
     def update(self, planned: float, realised: float) -> None:
@@ -411,7 +416,7 @@ class CostCalibration:
     def share(self) -> float:
         if not self.enabled or self.den <= 0:
             return 1.0
-        return min(1.0, max(self.floor, self.num / self.den))
+        return min(1.0, max(self.minimum, self.num / self.den))
 
 
 def held_out_samples(T: int, N: int, update: int, device="cpu") -> torch.Tensor:
@@ -463,7 +468,9 @@ def cppo_update(
     held_out = batch.get("held_out") if calibrate else None  # samples the policy is not fitted on
     if held_out is not None and bool(held_out.all()):
         raise ValueError("cppo_update: every sample is held out, nothing to fit the policy to")
-    policy_losses, critic_losses, policy_epochs, fitting = [], [], 0, True
+    policy_losses, critic_losses = [], []
+    policy_epochs = 0
+    fitting = True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
             fit = idx if held_out is None else idx[~held_out[idx]]
@@ -492,7 +499,8 @@ def cppo_update(
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
             fitting = kl <= args.kl_budget
-    fit_kl, scale = kl, 1.0
+    fit_kl = kl
+    scale = 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
         scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget, args.max_step_scale)
     with torch.no_grad():
@@ -518,7 +526,7 @@ def cppo_update(
         "cppo/cost_share": cost_share,
         "cppo/planned_cost_change": planned / n,
         "cppo/realised_cost_change": realised / n,
-        "approx_kl": kl,
+        "kl": kl,
         "entropy": (0.5 + 0.5 * math.log(2 * math.pi) + actor.log_std.detach()).sum().item(),
         "policy_loss": torch.stack(policy_losses).mean().item(),
         "value_loss": value_loss,
@@ -592,10 +600,11 @@ def main(args: Args) -> dict:
     optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
-    episode_len = gymnasium.spec(args.env_id).max_episode_steps  # T in the per-step margin d' = (d - J_c) / T
-    measured_cost, in_recovery = 0.0, False
+    episode_len = gymnasium.spec(args.env_id).max_episode_steps  # L in the per-step margin d' = (d - J_c) / L
+    measured_cost = 0.0
+    in_recovery = False
     cost_window = CostWindow(args.cost_window)
-    calibration = CostCalibration(args.cost_calibration, floor=args.cost_share_floor)
+    calibration = CostCalibration(args.cost_calibration, minimum=args.cost_share_min)
 
     T, N = args.num_steps, args.num_envs
     batch_size = T * N
@@ -609,19 +618,22 @@ def main(args: Args) -> dict:
     obs_rms.update(raw_obs)
     obs_buf[0] = obs_rms.normalize(raw_obs)
     ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
-    last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
-    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+    last_episodes = Episode(np.nan, np.nan, np.nan)  # the means of the latest finished episodes
+    global_step = 0
+    cumulative_cost = 0.0
+    start_time = time.time()
     rng = np.random.default_rng(args.seed)
 
     for update in range(1, num_updates + 1):
         lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
         optimizer.param_groups[0]["lr"] = lr
-        finished = []  # (return, cost, length) of the episodes that end in this rollout
+        finished = []  # the Episodes that end in this rollout
         final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
 
         # Rollout: N environments for T steps, actions a = mean(s) + std * noise with the noise drawn up front.
         rollout_start = time.time()
-        std, noise = actor.log_std.exp().detach().cpu().numpy(), rng.standard_normal((T, N, act_dim))
+        std = actor.log_std.exp().detach().cpu().numpy()
+        noise = rng.standard_normal((T, N, act_dim))
         for t in range(T):
             with torch.no_grad():
                 mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
@@ -640,25 +652,27 @@ def main(args: Args) -> dict:
                 for i in np.flatnonzero(truncated & ~terminated):  # time limit: the episode could go on
                     final_obs.append((t, i, obs_rms.normalize(info["final_observation"][i])))
                 for i in np.flatnonzero(done):
-                    finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+                    finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
         # Real data: log-probs and values in one batch, then GAE. The next value is V(s_{t+1}) inside an
         # episode, V(final obs) on truncation (the episode could go on), 0 on termination.
-        obs_t, act_t, rew_t, cost_t, done_t = (
+        observations, actions, rewards, costs, dones = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
         )
         final_values = bootstrap_values(critic, cost_critic, final_obs, (T, N), device)
-        batch = advantages_batch(actor, critic, cost_critic, obs_t, act_t, rew_t, cost_t, done_t, final_values, args)
+        batch = advantages_batch(
+            actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, args
+        )
 
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
         # Measured cost J_c: the window of recent real episodes (0 until one ends). Recovery, once started, lasts
         # until J_c is below the lower switch cost (the paper's bang-bang switch). The per-step margin d'.
         if finished:
-            last_episodes = tuple(np.mean(finished, axis=0))
-            measured_cost = cost_window.add(cost for _, cost, _ in finished)
+            last_episodes = Episode(*np.mean(finished, axis=0))
+            measured_cost = cost_window.add(episode.cost for episode in finished)
         cost_limit = scheduled_cost_limit(args, global_step)
         if measured_cost < args.recovery_exit_frac * cost_limit:
             in_recovery = False
@@ -732,8 +746,8 @@ def check_args(args: Args) -> None:
     for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
         if not 0 <= getattr(args, name) <= 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0 < args.cost_share_floor <= 1:
-        raise SystemExit(f"error: --cost-share-floor must be in (0, 1], got {args.cost_share_floor}")
+    if not 0 < args.cost_share_min <= 1:
+        raise SystemExit(f"error: --cost-share-min must be in (0, 1], got {args.cost_share_min}")
     if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):
         raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
     if args.recovery_trigger not in ("infeasible", "cost"):
@@ -783,6 +797,26 @@ class RunningMeanStd:
         self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
 
 
+def code_version(script: str = __file__) -> dict:
+    """Which code a run ran: git_commit is HEAD; code_commit is the last commit that changed this script, with
+    "-dirty" appended if the file differs from it (benchmark.sh resumes on it, so docs commits keep finished
+    runs valid). Both are None outside a git checkout, e.g. for a copy of the script alone."""
+    folder, name = os.path.split(os.path.abspath(script))
+
+    def git(*cmd):
+        try:
+            out = subprocess.run(["git", *cmd], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    head, last = git("rev-parse", "HEAD"), git("log", "-1", "--format=%H", "--", name)
+    if not last:  # not a checkout, or the file was never committed
+        return {"git_commit": head, "code_commit": None}
+    dirty = git("diff", "--quiet", last, "--", name) is None
+    return {"git_commit": head, "code_commit": last + ("-dirty" if dirty else "")}
+
+
 def start_run(args: Args):
     """Seed everything, build the envs, write the run folder's config.json, open the logger."""
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -796,7 +830,7 @@ def start_run(args: Args):
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
+        json.dump({**dataclasses.asdict(args), **code_version()}, f, indent=2)
     return envs, device, run_dir, RunLogger(run_dir, args, run_name)
 
 
@@ -820,13 +854,23 @@ def finish_run(args: Args, envs, actor, obs_rms, device, run_dir: str, logger, s
     return summary
 
 
-def episode_columns(global_step: int, last_episodes, finished: list, cumulative_cost: float, start_time: float):
+class Episode(NamedTuple):
+    """A finished episode's return, cost and length, or the means of several."""
+
+    ret: float
+    cost: float
+    length: float
+
+
+def episode_columns(
+    global_step: int, last_episodes: Episode, finished: list, cumulative_cost: float, start_time: float
+):
     """The first columns of every progress row: steps, the latest episodes' means, speed, cost so far."""
     return {
         "global_step": global_step,
-        "episodic_return": last_episodes[0],
-        "episodic_cost": last_episodes[1],
-        "episodic_length": last_episodes[2],
+        "episodic_return": last_episodes.ret,
+        "episodic_cost": last_episodes.cost,
+        "episodic_length": last_episodes.length,
         "sps": int(global_step / (time.time() - start_time)),
         "episodes": len(finished),
         "cumulative_cost": cumulative_cost,
@@ -853,7 +897,8 @@ def step_envs(envs, action: np.ndarray, run_dir: str):
     try:
         return envs.step(action)
     except (EOFError, BrokenPipeError, ConnectionResetError):
-        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        processes = getattr(envs, "processes", [])
+        deadline = time.time() + 2.0
         while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
             time.sleep(0.05)
         causes = []
@@ -899,11 +944,13 @@ def evaluate(
     returns, costs, frames = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
-        done, ep_return, ep_cost = False, 0.0, 0.0
+        done = False
+        ep_return, ep_cost = 0.0, 0.0
         while not done:
             action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
             obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            ep_return, ep_cost = ep_return + reward, ep_cost + cost
+            done = terminated or truncated
             if video_path and episode == 0:
                 frames.append(env.render())
         returns.append(ep_return)
@@ -1001,8 +1048,11 @@ class RunLogger:
     """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
-        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
-        self.start, self.total_timesteps = time.time(), args.total_timesteps  # for the elapsed and left times
+        self.path = os.path.join(run_dir, "progress.csv")
+        self.writer = None
+        self.wandb = None
+        self.start = time.time()  # for the elapsed and left times
+        self.total_timesteps = args.total_timesteps
         if args.track:
             import wandb
 

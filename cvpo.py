@@ -20,10 +20,11 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
 
@@ -172,7 +173,8 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
 
 
 def per_step_cost_limit(cost_limit: float, gamma: float, episode_len: int) -> float:
-    """The episodic limit d as a limit on Q_c: d spread evenly over T steps, discounted: d (1 - g^T) / ((1 - g) T)."""
+    """The episodic limit d as a limit on Q_c: d spread evenly over the L steps of an episode, discounted:
+    d (1 - g^L) / ((1 - g) L)."""
     return cost_limit * (1 - gamma**episode_len) / ((1 - gamma) * episode_len)
 
 
@@ -287,7 +289,8 @@ class ReplayBuffer:
         self.obs, self.next_obs = np.zeros((capacity, obs_dim)), np.zeros((capacity, obs_dim))
         self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
         self.rewards, self.costs, self.terminated = (np.zeros(capacity, dtype=np.float32) for _ in range(3))
-        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.capacity = capacity
+        self.size, self.pos = 0, 0
 
     def add(self, obs, actions, rewards, costs, next_obs, terminated) -> None:
         idx = (self.pos + np.arange(len(obs))) % self.capacity
@@ -306,6 +309,35 @@ class ReplayBuffer:
             as_tensor(obs_rms.normalize(self.next_obs[idx])),
             as_tensor(self.terminated[idx]),
         )
+
+
+def target_q_values(target_critics, obs: torch.Tensor, act: torch.Tensor) -> tuple:
+    """Q_r (the lower of the twin target reward critics) and Q_c (the target cost critic) at (obs, act)."""
+    q1_target, q2_target, qc_target = target_critics
+    return torch.min(q1_target(obs, act), q2_target(obs, act)), qc_target(obs, act)
+
+
+def critic_steps(critics, target_critics, target_actor, optimizer, buffer, rng, obs_rms, args: "Args", device) -> tuple:
+    """critic_steps TD steps, each on its own replayed batch and each followed by a polyak step of the target
+    critics. The targets bootstrap through the target policy and the target critics (min of the twin reward
+    critics), and stop only at termination, never at the time limit. Returns the last batch's states and the
+    last reward and cost losses."""
+    q1, q2, qc = critics
+    for _ in range(args.critic_steps):
+        obs, act, rew, cst, next_x, term = buffer.sample(rng, args.batch_size, obs_rms, device)
+        with torch.no_grad():
+            next_act = target_actor.sample(next_x)
+            q_next, qc_next = target_q_values(target_critics, next_x, next_act)
+            y_r = rew + args.gamma * (1 - term) * q_next
+            y_c = cst + args.gamma * (1 - term) * qc_next
+        q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
+        q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
+        optimizer.zero_grad()
+        (q_r_loss + q_c_loss).backward()
+        optimizer.step()
+        for target, online in zip(target_critics, critics):
+            polyak(target, online, args.tau)
+    return obs, q_r_loss.item(), q_c_loss.item()
 
 
 def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
@@ -341,11 +373,11 @@ def main(args: Args) -> dict:
     low, high = envs.single_action_space.low, envs.single_action_space.high
     actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)
     target_actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)  # the "old" policy of the EM steps
-    q1, q2, qc = (QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3))
-    q1_target, q2_target, qc_target = (QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3))
-    for target, online in ((target_actor, actor), (q1_target, q1), (q2_target, q2), (qc_target, qc)):
+    critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3)]  # q1, q2 (reward), qc (cost)
+    target_critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3)]
+    for target, online in zip([target_actor, *target_critics], [actor, *critics]):
         target.load_state_dict(online.state_dict())
-    critic_params = list(q1.parameters()) + list(q2.parameters()) + list(qc.parameters())
+    critic_params = [p for q in critics for p in q.parameters()]
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_lr, fused=True)
     policy_optimizer = torch.optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
@@ -359,8 +391,12 @@ def main(args: Args) -> dict:
     obs_rms.update(raw_obs)
     ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
     finished, stats = [], []  # episodes and update statistics since the last log row
-    last_episodes = (np.nan, np.nan, np.nan)
-    global_step, cumulative_cost, start_time, next_log, update_credit = 0, 0.0, time.time(), args.log_every, 0
+    last_episodes = Episode(np.nan, np.nan, np.nan)  # the means of the latest finished episodes
+    global_step = 0
+    cumulative_cost = 0.0
+    start_time = time.time()
+    next_log = args.log_every  # the step of the next progress row
+    update_credit = 0  # env steps not yet paid for by updates (one update per update_every steps)
     rng = np.random.default_rng(args.seed)
 
     while global_step < args.total_timesteps:
@@ -383,74 +419,40 @@ def main(args: Args) -> dict:
         cumulative_cost += cost.sum()
         ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
         for i in np.flatnonzero(terminated | truncated):
-            finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+            finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
             ep_return[i], ep_cost[i], ep_len[i] = 0.0, 0.0, 0
 
         while global_step >= args.learning_starts and update_credit >= args.update_every:
             update_credit -= args.update_every
-            # 1. Critics: critic_steps TD steps, each on its own replayed batch and each followed by a polyak step
-            #    of the target critics. The targets bootstrap through the target policy and the target critics
-            #    (min of the twin reward critics), and stop only at termination, never at the time limit.
-            for _ in range(args.critic_steps):
-                obs, act, rew, cst, next_x, term = buffer.sample(rng, args.batch_size, obs_rms, device)
-                with torch.no_grad():
-                    next_act = target_actor.sample(next_x)
-                    q_next = torch.min(q1_target(next_x, next_act), q2_target(next_x, next_act))
-                    y_r = rew + args.gamma * (1 - term) * q_next
-                    y_c = cst + args.gamma * (1 - term) * qc_target(next_x, next_act)
-                q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
-                q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
-                critic_optimizer.zero_grad()
-                (q_r_loss + q_c_loss).backward()
-                critic_optimizer.step()
-                for target, online in ((q1_target, q1), (q2_target, q2), (qc_target, qc)):
-                    polyak(target, online, args.tau)
+            # 1. Critics: critic_steps TD steps on replayed batches (see critic_steps); obs: the last batch's states.
+            obs, q_r_loss, q_c_loss = critic_steps(
+                critics, target_critics, target_actor, critic_optimizer, buffer, rng, obs_rms, args, device
+            )
 
-            # 2. E-step on the last batch's states: K actions per state from the old policy, scored by the target
-            #    critics; the dual gives (eta, lambda) and with them the weights of q on those actions.
+            # 2. E-step on those states: K actions per state from the old policy, scored by the target critics;
+            #    the dual gives (eta, lambda) and with them the weights of q on those actions.
             with torch.no_grad():
                 old_mean, old_std = target_actor(obs)
-                sampled = torch.max(
-                    torch.min(
-                        old_mean + old_std * torch.randn((K,) + old_mean.shape, device=device),
-                        actor.center + actor.scale,
-                    ),
-                    actor.center - actor.scale,
-                )
-                obs_k = obs.expand(K, -1, -1)
-                q_r = torch.min(q1_target(obs_k, sampled), q2_target(obs_k, sampled))
-                q_c = qc_target(obs_k, sampled)
+                noise = torch.randn((K,) + old_mean.shape, device=device)
+                sampled = (old_mean + old_std * noise).clamp(actor.center - actor.scale, actor.center + actor.scale)
+                q_r, q_c = target_q_values(target_critics, obs.expand(K, -1, -1), sampled)
             eta, lam = solve_dual(q_r.cpu().numpy(), q_c.cpu().numpy(), args.dual_constraint, q_limit, (eta, lam))
-            for name, value in (
-                ("q_r_loss", q_r_loss.item()),
-                ("q_c_loss", q_c_loss.item()),
-                ("cvpo/eta", eta),
-                ("cvpo/lambda", lam),
-            ):
-                if not np.isfinite(value):
+            update_stats = {"q_r_loss": q_r_loss, "q_c_loss": q_c_loss, "q_r": q_r.mean().item()}
+            update_stats.update({"q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam})
+            for name in ("q_r_loss", "q_c_loss", "cvpo/eta", "cvpo/lambda"):
+                if not np.isfinite(update_stats[name]):
                     raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
             weights = e_step_weights(q_r, q_c, eta, lam)
 
             # 3. M-step: weighted maximum likelihood within the decoupled KL bounds.
             m_stats = m_step(actor, policy_optimizer, obs, sampled, weights, old_mean, old_std, alphas, args)
             polyak(target_actor, actor, args.tau)
-            stats.append(
-                {
-                    "q_r_loss": q_r_loss.item(),
-                    "q_c_loss": q_c_loss.item(),
-                    "q_r": q_r.mean().item(),
-                    "q_c": q_c.mean().item(),
-                    "cvpo/eta": eta,
-                    "cvpo/lambda": lam,
-                    "cvpo/e_step_kl": e_step_kl(weights).item(),
-                    **m_stats,
-                }
-            )
+            stats.append({**update_stats, "cvpo/e_step_kl": e_step_kl(weights).item(), **m_stats})
 
         if global_step >= next_log or global_step >= args.total_timesteps:
             next_log += args.log_every
             if finished:
-                last_episodes = tuple(np.mean(finished, axis=0))
+                last_episodes = Episode(*np.mean(finished, axis=0))
             means = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
             if not np.isfinite(means.get("policy_loss", 0.0)):
                 raise SystemExit(f"error: non-finite policy_loss at step {global_step}; stopping")
@@ -572,6 +574,26 @@ class RunningMeanStd:
         self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
 
 
+def code_version(script: str = __file__) -> dict:
+    """Which code a run ran: git_commit is HEAD; code_commit is the last commit that changed this script, with
+    "-dirty" appended if the file differs from it (benchmark.sh resumes on it, so docs commits keep finished
+    runs valid). Both are None outside a git checkout, e.g. for a copy of the script alone."""
+    folder, name = os.path.split(os.path.abspath(script))
+
+    def git(*cmd):
+        try:
+            out = subprocess.run(["git", *cmd], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    head, last = git("rev-parse", "HEAD"), git("log", "-1", "--format=%H", "--", name)
+    if not last:  # not a checkout, or the file was never committed
+        return {"git_commit": head, "code_commit": None}
+    dirty = git("diff", "--quiet", last, "--", name) is None
+    return {"git_commit": head, "code_commit": last + ("-dirty" if dirty else "")}
+
+
 def start_run(args: Args):
     """Seed everything, build the envs, write the run folder's config.json, open the logger."""
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -585,7 +607,7 @@ def start_run(args: Args):
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
+        json.dump({**dataclasses.asdict(args), **code_version()}, f, indent=2)
     return envs, device, run_dir, RunLogger(run_dir, args, run_name)
 
 
@@ -609,13 +631,23 @@ def finish_run(args: Args, envs, actor, obs_rms, device, run_dir: str, logger, s
     return summary
 
 
-def episode_columns(global_step: int, last_episodes, finished: list, cumulative_cost: float, start_time: float):
+class Episode(NamedTuple):
+    """A finished episode's return, cost and length, or the means of several."""
+
+    ret: float
+    cost: float
+    length: float
+
+
+def episode_columns(
+    global_step: int, last_episodes: Episode, finished: list, cumulative_cost: float, start_time: float
+):
     """The first columns of every progress row: steps, the latest episodes' means, speed, cost so far."""
     return {
         "global_step": global_step,
-        "episodic_return": last_episodes[0],
-        "episodic_cost": last_episodes[1],
-        "episodic_length": last_episodes[2],
+        "episodic_return": last_episodes.ret,
+        "episodic_cost": last_episodes.cost,
+        "episodic_length": last_episodes.length,
         "sps": int(global_step / (time.time() - start_time)),
         "episodes": len(finished),
         "cumulative_cost": cumulative_cost,
@@ -642,7 +674,8 @@ def step_envs(envs, action: np.ndarray, run_dir: str):
     try:
         return envs.step(action)
     except (EOFError, BrokenPipeError, ConnectionResetError):
-        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        processes = getattr(envs, "processes", [])
+        deadline = time.time() + 2.0
         while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
             time.sleep(0.05)
         causes = []
@@ -688,11 +721,13 @@ def evaluate(
     returns, costs, frames = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
-        done, ep_return, ep_cost = False, 0.0, 0.0
+        done = False
+        ep_return, ep_cost = 0.0, 0.0
         while not done:
             action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
             obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            ep_return, ep_cost = ep_return + reward, ep_cost + cost
+            done = terminated or truncated
             if video_path and episode == 0:
                 frames.append(env.render())
         returns.append(ep_return)
@@ -797,8 +832,11 @@ class RunLogger:
     """One row per log interval: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
-        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
-        self.start, self.total_timesteps = time.time(), args.total_timesteps  # for the elapsed and left times
+        self.path = os.path.join(run_dir, "progress.csv")
+        self.writer = None
+        self.wandb = None
+        self.start = time.time()  # for the elapsed and left times
+        self.total_timesteps = args.total_timesteps
         if args.track:
             import wandb
 

@@ -17,10 +17,11 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering for --capture-video; set before MuJoCo loads
 
@@ -232,16 +233,17 @@ def trpo_step(
     with torch.no_grad():
         for i in range(ls_steps):
             nn.utils.vector_to_parameters(old_params + ls_decay**i * full_step, params)
-            improvement, kl = surrogate() - loss_old, mean_kl()
+            improvement = surrogate() - loss_old
+            kl = mean_kl()
             if kl <= max_kl and improvement > 0:
                 return {
-                    "approx_kl": kl.item(),
+                    "kl": kl.item(),
                     "line_search_steps": i + 1,
                     "surrogate_improvement": improvement.item(),
                     "surrogate": loss_old.item(),
                 }
         nn.utils.vector_to_parameters(old_params, params)  # no acceptable step: keep the old policy
-    return {"approx_kl": 0.0, "line_search_steps": 0, "surrogate_improvement": 0.0, "surrogate": loss_old.item()}
+    return {"kl": 0.0, "line_search_steps": 0, "surrogate_improvement": 0.0, "surrogate": loss_old.item()}
 
 
 def main(args: Args) -> dict:
@@ -270,17 +272,20 @@ def main(args: Args) -> dict:
     obs_rms.update(raw_obs)
     obs_buf[0] = obs_rms.normalize(raw_obs)
     ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
-    last_episodes = (np.nan, np.nan, np.nan)  # mean return, cost, length of the latest finished episodes
-    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
+    last_episodes = Episode(np.nan, np.nan, np.nan)  # the means of the latest finished episodes
+    global_step = 0
+    cumulative_cost = 0.0
+    start_time = time.time()
     rng = np.random.default_rng(args.seed)
 
     for update in range(1, num_updates + 1):
-        finished = []  # (return, cost, length) of the episodes that end in this rollout
+        finished = []  # the Episodes that end in this rollout
         final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
 
         # Rollout: N environments for T steps, actions a = mean(s) + std * noise with the noise drawn up front.
         rollout_start = time.time()
-        std, noise = actor.log_std.exp().detach().cpu().numpy(), rng.standard_normal((T, N, act_dim))
+        std = actor.log_std.exp().detach().cpu().numpy()
+        noise = rng.standard_normal((T, N, act_dim))
         for t in range(T):
             with torch.no_grad():
                 mean = actor.mean(torch.as_tensor(obs_buf[t], device=device)).cpu().numpy()
@@ -299,29 +304,29 @@ def main(args: Args) -> dict:
                 for i in np.flatnonzero(truncated & ~terminated):  # time limit: the episode could go on
                     final_obs.append((t, i, obs_rms.normalize(info["final_observation"][i])))
                 for i in np.flatnonzero(done):
-                    finished.append((ep_return[i], ep_cost[i], ep_len[i]))
+                    finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
         # Log-probs and values in one batch. The next value is V(s_{t+1}) inside an episode,
         # V(final obs) on truncation (the episode could go on), 0 on termination.
-        obs_t, act_t, rew_t, done_t = (
+        observations, actions, rewards, dones = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, done_buf)
         )
         with torch.no_grad():
-            logp_t = gaussian_log_prob(act_t, actor.mean(obs_t[:-1]), actor.log_std)  # log pi_old(a|s)
-            values = critic(obs_t)
-            next_values = torch.where(done_t.bool(), torch.zeros((), device=device), values[1:])
+            old_logp = gaussian_log_prob(actions, actor.mean(observations[:-1]), actor.log_std)  # log pi_old(a|s)
+            values = critic(observations)
+            next_values = torch.where(dones.bool(), torch.zeros((), device=device), values[1:])
             if final_obs:
                 t_idx, env_idx, final_x = zip(*final_obs)
                 final_x = torch.tensor(np.stack(final_x), dtype=torch.float32, device=device)
                 next_values[list(t_idx), list(env_idx)] = critic(final_x)
-        advantages, returns = compute_gae(rew_t, values[:-1], next_values, done_t, args.gamma, args.gae_lambda)
+        advantages, returns = compute_gae(rewards, values[:-1], next_values, dones, args.gamma, args.gae_lambda)
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
         # TRPO policy step on the whole batch (advantages normalised), then the critic by Adam on minibatches.
-        b_obs, b_act = obs_t[:-1].reshape(-1, obs_dim), act_t.reshape(-1, act_dim)
-        b_logp, b_adv, b_ret = logp_t.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
+        b_obs, b_act = observations[:-1].reshape(-1, obs_dim), actions.reshape(-1, act_dim)
+        b_logp, b_adv, b_ret = old_logp.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
         b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
         step = trpo_step(
             actor,
@@ -350,7 +355,7 @@ def main(args: Args) -> dict:
                 raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
 
         if finished:
-            last_episodes = tuple(np.mean(finished, axis=0))
+            last_episodes = Episode(*np.mean(finished, axis=0))
         logger.log(
             {
                 **episode_columns(global_step, last_episodes, finished, cumulative_cost, start_time),
@@ -450,6 +455,26 @@ class RunningMeanStd:
         self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
 
 
+def code_version(script: str = __file__) -> dict:
+    """Which code a run ran: git_commit is HEAD; code_commit is the last commit that changed this script, with
+    "-dirty" appended if the file differs from it (benchmark.sh resumes on it, so docs commits keep finished
+    runs valid). Both are None outside a git checkout, e.g. for a copy of the script alone."""
+    folder, name = os.path.split(os.path.abspath(script))
+
+    def git(*cmd):
+        try:
+            out = subprocess.run(["git", *cmd], cwd=folder, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    head, last = git("rev-parse", "HEAD"), git("log", "-1", "--format=%H", "--", name)
+    if not last:  # not a checkout, or the file was never committed
+        return {"git_commit": head, "code_commit": None}
+    dirty = git("diff", "--quiet", last, "--", name) is None
+    return {"git_commit": head, "code_commit": last + ("-dirty" if dirty else "")}
+
+
 def start_run(args: Args):
     """Seed everything, build the envs, write the run folder's config.json, open the logger."""
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -463,7 +488,7 @@ def start_run(args: Args):
     run_dir = os.path.join("runs", run_name)
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
+        json.dump({**dataclasses.asdict(args), **code_version()}, f, indent=2)
     return envs, device, run_dir, RunLogger(run_dir, args, run_name)
 
 
@@ -487,13 +512,23 @@ def finish_run(args: Args, envs, actor, obs_rms, device, run_dir: str, logger, s
     return summary
 
 
-def episode_columns(global_step: int, last_episodes, finished: list, cumulative_cost: float, start_time: float):
+class Episode(NamedTuple):
+    """A finished episode's return, cost and length, or the means of several."""
+
+    ret: float
+    cost: float
+    length: float
+
+
+def episode_columns(
+    global_step: int, last_episodes: Episode, finished: list, cumulative_cost: float, start_time: float
+):
     """The first columns of every progress row: steps, the latest episodes' means, speed, cost so far."""
     return {
         "global_step": global_step,
-        "episodic_return": last_episodes[0],
-        "episodic_cost": last_episodes[1],
-        "episodic_length": last_episodes[2],
+        "episodic_return": last_episodes.ret,
+        "episodic_cost": last_episodes.cost,
+        "episodic_length": last_episodes.length,
         "sps": int(global_step / (time.time() - start_time)),
         "episodes": len(finished),
         "cumulative_cost": cumulative_cost,
@@ -520,7 +555,8 @@ def step_envs(envs, action: np.ndarray, run_dir: str):
     try:
         return envs.step(action)
     except (EOFError, BrokenPipeError, ConnectionResetError):
-        processes, deadline = getattr(envs, "processes", []), time.time() + 2.0
+        processes = getattr(envs, "processes", [])
+        deadline = time.time() + 2.0
         while all(p.is_alive() for p in processes) and time.time() < deadline:  # its pipe closes before it is reaped
             time.sleep(0.05)
         causes = []
@@ -566,11 +602,13 @@ def evaluate(
     returns, costs, frames = [], [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
-        done, ep_return, ep_cost = False, 0.0, 0.0
+        done = False
+        ep_return, ep_cost = 0.0, 0.0
         while not done:
             action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
             obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost, done = ep_return + reward, ep_cost + cost, terminated or truncated
+            ep_return, ep_cost = ep_return + reward, ep_cost + cost
+            done = terminated or truncated
             if video_path and episode == 0:
                 frames.append(env.render())
         returns.append(ep_return)
@@ -668,8 +706,11 @@ class RunLogger:
     """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
-        self.path, self.writer, self.wandb = os.path.join(run_dir, "progress.csv"), None, None
-        self.start, self.total_timesteps = time.time(), args.total_timesteps  # for the elapsed and left times
+        self.path = os.path.join(run_dir, "progress.csv")
+        self.writer = None
+        self.wandb = None
+        self.start = time.time()  # for the elapsed and left times
+        self.total_timesteps = args.total_timesteps
         if args.track:
             import wandb
 

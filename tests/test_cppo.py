@@ -52,7 +52,7 @@ def test_e_step_constraints_hold_on_random_inputs(seed):
     kappa_target = rng.choice([2.0, 0.5, 0.0, -0.5, -0.95, -3.0])  # feasible ... infeasible
     margin = kappa_target * radius(n) * cost_adv.norm().item() / n
     v, _ = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
-    # The cost constraint must hold when it is feasible with room to spare (the element-wise floor can use
+    # The cost constraint must hold when it is feasible with room to spare (the element-wise repair v > 0 can use
     # up the room when the boundary is nearly tangent to the sphere); the other constraints hold always.
     assert_constraints(v, adv, cost_adv, margin, cost_must_hold=kappa_target >= -0.5)
 
@@ -165,7 +165,7 @@ def test_recovery_lowers_cost_first(correlation):
     assert info["recovery"] == 1.0
 
 
-def test_element_floor_is_repaired_with_exact_bookkeeping():
+def test_entries_below_the_minimum_ratio_are_repaired_with_exact_bookkeeping():
     # One sample with a huge advantage pushes the others below v = 0 unless repaired.
     n = 20
     adv = torch.full((n,), -1.0, dtype=torch.float64)
@@ -238,7 +238,7 @@ def test_repair_keeps_a_binding_cost_constraint_on_its_boundary():
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
     R = radius(n, 0.5)
     budget = 0.1 * R * cost_adv.norm().item()
-    v_bar, theta, kappa, recovered, clipped = cppo.solve_with_floor(adv, cost_adv, R, budget, False, math.pi)
+    v_bar, theta, kappa, recovered, clipped = cppo.solve_with_repair(adv, cost_adv, R, budget, False, math.pi)
     assert clipped > 0 and not recovered and math.cos(theta) == pytest.approx(kappa)  # binding, repaired
     assert (v_bar @ cost_adv).item() == pytest.approx(budget, rel=1e-9)
     assert v_bar.sum().item() == pytest.approx(0.0, abs=1e-9) and v_bar.norm().item() <= R * (1 + 1e-12)
@@ -300,12 +300,12 @@ def test_calibrated_cost_share_scales_kappa_and_turns_a_small_violation_into_rec
 
 
 def test_cost_calibration_is_the_running_slope_of_realised_on_planned():
-    calibration = cppo.CostCalibration(True, momentum=0.5, floor=0.02)
+    calibration = cppo.CostCalibration(True, momentum=0.5, minimum=0.02)
     assert calibration.share == 1.0  # the paper's model until something is measured
     for planned in (4.0, -2.0, 8.0, -1.0):
         calibration.update(planned, 0.1 * planned)
     assert calibration.share == pytest.approx(0.1)
-    calibration.update(5.0, -50.0)  # realised against the plan: clipped at the floor
+    calibration.update(5.0, -50.0)  # realised against the plan: clipped at the minimum
     assert calibration.share == 0.02
     for _ in range(60):
         calibration.update(1.0, 3.0)  # realised more than planned: never above 1
@@ -373,7 +373,7 @@ def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
             .item()
         )
     assert stats["cppo/fit_kl"] < 0.2 * DELTA  # the regression alone stops far inside the trust region
-    assert kl == pytest.approx(stats["approx_kl"])
+    assert kl == pytest.approx(stats["kl"])
     if max_step_scale == 0:
         assert stats["cppo/step_scale"] == 1.0 and kl == pytest.approx(stats["cppo/fit_kl"])
     else:

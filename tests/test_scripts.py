@@ -32,7 +32,7 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
         ["lagrange_multiplier", "cost_estimate", "cost_estimate_episodes", "cost_value_loss", "approx_kl"],
         ["SafetyPointGoal1-v0"],
     ),
-    "trpo": (["approx_kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
+    "trpo": (["kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
     "cppo": (
         [
             "cppo/theta",
@@ -42,7 +42,7 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
             "cppo/m_step_epochs",
             "cppo/step_scale",
             "cppo/cost_share",
-            "approx_kl",
+            "kl",
             "entropy",
             "cost_limit",
             "cost_margin",
@@ -108,6 +108,8 @@ def test_smoke_run_writes_run_folder(tmp_path, script, env_id):
     assert os.path.basename(run_dir).startswith(f"{env_id}__{script}__3__")
     config = read_json(os.path.join(run_dir, "config.json"))
     assert config["env_id"] == env_id and config["total_timesteps"] == 2000
+    version = load_script(script).code_version()  # the commit of this script in this checkout
+    assert (config["git_commit"], config["code_commit"]) == (version["git_commit"], version["code_commit"])
     rows = read_progress(run_dir)
     assert [int(r["global_step"]) for r in rows] == [1000, 2000]
     # NaN in the first rows, finite in the last: no episode has ended yet (episodic keys, the cost window), no model
@@ -265,7 +267,7 @@ SCRIPT_BAD_INPUT = {
         ({"recovery_trigger": "always"}, ["--recovery-trigger"]),
         ({"cost_limit_start": 10.0}, ["--cost-limit-start", ">= --cost-limit"]),
         ({"cost_limit_anneal": 0.0}, ["--cost-limit-anneal"]),
-        ({"cost_share_floor": 0.0}, ["--cost-share-floor"]),
+        ({"cost_share_min": 0.0}, ["--cost-share-min"]),
         ({"max_step_scale": 0.5}, ["--max-step-scale"]),
     ],
     "dyna_cppo": [
@@ -274,7 +276,7 @@ SCRIPT_BAD_INPUT = {
         ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
         ({"model_rollouts": -1}, ["--model-rollouts"]),
         ({"cost_window": 0}, ["--cost-window"]),
-        ({"cost_share_floor": 2.0}, ["--cost-share-floor"]),
+        ({"cost_share_min": 2.0}, ["--cost-share-min"]),
         ({"cost_limit_start": float("nan")}, ["--cost-limit-start"]),
     ],
     "cvpo": [
@@ -409,8 +411,10 @@ SHARED_BY_ALL = (
     "final_evaluation",
     "evaluate_checkpoint",
     "minutes",
+    "code_version",
     "start_run",
     "finish_run",
+    "Episode",
     "episode_columns",
 )
 # CVPO's actor squashes its actions and logs per interval, not per update: these are shared by the on-policy five
@@ -426,6 +430,30 @@ SHARED_ON_POLICY = (
     "Critic",
     "compute_gae",
 )
+
+
+def test_code_version_names_the_last_commit_of_the_script_and_marks_edits(tmp_path):
+    """config.json's git_commit and code_commit: benchmark.sh resumes on code_commit, so it must move with the
+    script and not with other files, say when the file was edited, and be None for a copy outside git."""
+    code_version = load_script("ppo").code_version
+    git = lambda *cmd: subprocess.run(["git", *cmd], cwd=tmp_path, check=True, capture_output=True, text=True)
+    copy = tmp_path / "ppo.py"
+    copy.write_text("print(1)\n")
+    assert code_version(str(copy)) == {"git_commit": None, "code_commit": None}
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    assert code_version(str(copy))["code_commit"] is None  # in a checkout, but never committed
+    git("add", "ppo.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "script")
+    first = git("rev-parse", "HEAD").stdout.strip()
+    assert code_version(str(copy)) == {"git_commit": first, "code_commit": first}
+    (tmp_path / "README.md").write_text("docs\n")
+    git("add", "README.md")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "docs")
+    head = git("rev-parse", "HEAD").stdout.strip()
+    assert head != first and code_version(str(copy)) == {"git_commit": head, "code_commit": first}
+    copy.write_text("print(2)\n")
+    assert code_version(str(copy)) == {"git_commit": head, "code_commit": first + "-dirty"}
 
 
 def test_minutes_formats_seconds_as_m_ss():
