@@ -19,6 +19,7 @@ from conftest import (
     only_run_dir,
     read_json,
     read_progress,
+    read_text,
     run_script,
     top_level_source,
 )
@@ -430,6 +431,24 @@ SHARED_ON_POLICY = (
     "Critic",
     "compute_gae",
 )
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_script_runs_when_copied_alone_into_an_empty_folder(tmp_path, script):
+    """Users copy one file into their project: it must import nothing local. The copy sits outside any git
+    checkout, so its config.json says so (code_commit null)."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    copy = folder / f"{script}.py"
+    copy.write_text(read_text(os.path.join(ROOT, f"{script}.py")))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"WANDB_MODE": "offline"}
+    sizes = as_cli(smoke_sizes(script))
+    cmd = [sys.executable, str(copy), "--env-id", "SafetyHalfCheetahVelocity-v1", "--eval-episodes", "0", *sizes]
+    result = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert set(os.listdir(folder)) == {f"{script}.py", "runs"}
+    config = read_json(os.path.join(only_run_dir(folder), "config.json"))
+    assert config["code_commit"] is None and config["git_commit"] is None
 
 
 def test_code_version_names_the_last_commit_of_the_script_and_marks_edits(tmp_path):
