@@ -2,11 +2,17 @@
 # Run the algorithm x env x seed matrix, locally in parallel or as a Slurm array job, then report:
 # DIR/results.md (final return and cost per algo x env, mean ± std over seeds, published references, throughput)
 # and DIR/curves.png (return and cost against steps).
+# Resumes by default: a run whose folder in DIR/runs already has a summary.json, for the same script, env, seed,
+# total timesteps and code_commit (the last commit of the script, "-dirty" when edited), is skipped with one line;
+# a matching folder without summary.json (an interrupted run) is removed and the run starts again. The check is
+# benchmarks/resume.py, called by each line of DIR/tasks.txt, so local runs and Slurm tasks behave the same.
+# --no-resume runs everything again (old folders stay, and the report counts them too).
 #
 #   bash benchmark.sh --quick                                   # a tiny matrix: checks the pipeline in ~2 minutes
 #   bash benchmark.sh --algos ppo,ppo_lagrangian --envs SafetyPointGoal1-v0 --seeds 1,2,3 \
 #        --total-timesteps SafetyPointGoal1-v0=300000,SafetyHalfCheetahVelocity-v1=1000000 --workers 2
 #   bash benchmark.sh --slurm --submit ...                      # one array task per (algo, env, seed) + a report job
+#   bash benchmark.sh ... --out DIR                             # again after an interruption: finished runs are skipped
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")" && pwd)"
 
@@ -20,7 +26,10 @@ usage: bash benchmark.sh [options]
   --workers N             parallel local runs (default: the number of cores)
   --throughput            also measure raw vector-env stepping SPS per env, for the ratio table
   --quick                 tiny sizes (2 envs, 2000 steps), by default on SafetyHalfCheetahVelocity-v1 with seeds 1,2
-  --out DIR               where runs, logs and the report go (default: benchmark-results/YYYYmmdd-HHMMSS)
+  --out DIR               where runs, logs and the report go (default: benchmark-results/YYYYmmdd-HHMMSS);
+                          a run already finished in DIR/runs with the same script, env, seed, total timesteps and
+                          code_commit is skipped, and an interrupted one (no summary.json) is removed and rerun
+  --no-resume             run every run again, even if DIR/runs has it finished (nothing is removed)
   --track                 pass --track to every run (W&B; offline without an API key)
   --slurm                 write DIR/benchmark.sbatch (an array job, one task per run) instead of running locally
   --submit                with --slurm: submit it with sbatch, plus a report job that runs after it
@@ -34,7 +43,7 @@ SEEDS=""
 STEPS=""
 WORKERS="$(nproc 2>/dev/null || echo 2)"
 OUT=""
-QUICK=0 THROUGHPUT=0 TRACK=0 SLURM=0 SUBMIT=0 REPORT_ONLY=0
+QUICK=0 THROUGHPUT=0 TRACK=0 SLURM=0 SUBMIT=0 REPORT_ONLY=0 RESUME=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --algos) ALGOS="$2"; shift 2 ;;
@@ -49,6 +58,7 @@ while [ $# -gt 0 ]; do
     --slurm) SLURM=1; shift ;;
     --submit) SUBMIT=1; shift ;;
     --report-only) REPORT_ONLY=1; shift ;;
+    --no-resume) RESUME=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "benchmark.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -99,7 +109,10 @@ quick_args() {  # tiny sizes: 2 envs x 1000 steps (one velocity-task episode eac
   esac
 }
 
-# One line per run in tasks.txt: the same command runs locally (xargs) or as a Slurm array task.
+# One line per run in tasks.txt: the same command runs locally (xargs) or as a Slurm array task. benchmarks/resume.py
+# skips the run if it already finished (same config key and code_commit), else it runs the script, output to the log.
+no_resume=""
+if [ "$RESUME" = 0 ]; then no_resume="--no-resume "; fi
 : > "$OUT/tasks.txt"
 : > "$OUT/failed.txt"
 for algo in ${ALGOS//,/ }; do
@@ -112,7 +125,8 @@ for algo in ${ALGOS//,/ }; do
       if [ -n "$steps" ] && [ "$QUICK" = 0 ]; then args="$args --total-timesteps $steps"; fi
       if [ "$TRACK" = 1 ]; then args="$args --track"; fi
       on_failure="echo \"$name: exit \$? (see logs/$name.log)\" >> failed.txt"
-      echo "cd '$OUT' && '$PYTHON' '$ROOT/$algo.py' $args > 'logs/$name.log' 2>&1 || $on_failure" >> "$OUT/tasks.txt"
+      echo "cd '$OUT' && '$PYTHON' '$ROOT/benchmarks/resume.py' $no_resume--log 'logs/$name.log' '$ROOT/$algo.py' $args" \
+        "|| $on_failure" >> "$OUT/tasks.txt"
     done
   done
 done
@@ -151,7 +165,9 @@ EOF
   exit 0
 fi
 
-echo "running $NUM_TASKS runs with $WORKERS workers; logs in $OUT/logs"
+resume_note=""
+if [ "$RESUME" = 1 ]; then resume_note="; runs already finished in $OUT/runs are skipped"; fi
+echo "running $NUM_TASKS runs with $WORKERS workers; logs in $OUT/logs$resume_note"
 tr '\n' '\0' < "$OUT/tasks.txt" | xargs -0 -P "$WORKERS" -n 1 bash -c
 if [ -s "$OUT/failed.txt" ]; then
   echo "failed runs:"; sed 's/^/  /' "$OUT/failed.txt"

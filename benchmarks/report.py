@@ -14,7 +14,9 @@ from collections import defaultdict
 
 import numpy as np
 
-FINAL_ROWS = 5  # "final" return / cost of a run: the mean over its last FINAL_ROWS progress rows
+FINAL_FRACTION = 0.1  # "final" return / cost of a run: the mean over its progress rows in the last 10% of steps
+SMOOTH_UPDATES = 10  # curves.png: a trailing mean over this many updates (a tenth of the run, if that is fewer)
+MARK = "†"  # on the code cell of a results row whose runs are not all one committed version of the script
 # Published references (return / cost), quoted with their budget: OmniSafe's benchmark at 1e7 steps, cost limit 25;
 # the CPPO paper on the original Safety Gym at 1e7 steps (values read off its figure, hence "about").
 REFERENCES = {
@@ -76,26 +78,47 @@ def eval_numbers(summary: dict) -> dict:
     return out
 
 
+def short_commit(config: dict) -> str:
+    """The run's code_commit in 7 characters (abc1234, abc1234-dirty), "none" outside git, "unknown" for a run
+    from before config.json recorded it."""
+    if "code_commit" not in config:
+        return "unknown"
+    commit = config["code_commit"]
+    if not commit:
+        return "none"
+    return commit[:7] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def updates_above_limit(rows: list, config: dict) -> float:
+    """Progress rows (updates) whose episodic cost is above the run's cost_limit; NaN rows (no episode yet) are not
+    counted. NaN if config.json has no cost_limit."""
+    limit = config.get("cost_limit")
+    if limit is None:
+        return np.nan
+    return sum(r["episodic_cost"] > limit for r in rows if np.isfinite(r["episodic_cost"]))
+
+
 def run_finals(run: dict) -> dict:
     rows = run["rows"]
-    last = [r for r in rows[-FINAL_ROWS:] if np.isfinite(r["episodic_return"])]
     # The last 10% of steps: the rows logged after 90% of the run's steps (several rollouts, so less noisy).
-    tail = [r for r in rows if r["global_step"] > 0.9 * rows[-1]["global_step"] and np.isfinite(r["episodic_return"])]
-    limit = run["config"].get("cost_limit", 25.0)
+    tail = [
+        r
+        for r in rows
+        if r["global_step"] > (1 - FINAL_FRACTION) * rows[-1]["global_step"] and np.isfinite(r["episodic_return"])
+    ]
     return {
         **eval_numbers(run["summary"]),
-        "return_10": np.mean([r["episodic_return"] for r in tail]) if tail else np.nan,
-        "cost_10": np.mean([r["episodic_cost"] for r in tail]) if tail else np.nan,
         "cumulative_cost": rows[-1].get("cumulative_cost", np.nan),
-        "updates_above_limit": sum(r["episodic_cost"] > limit for r in rows if np.isfinite(r["episodic_cost"])),
+        "updates_above_limit": updates_above_limit(rows, run["config"]),
         "updates": len(rows),
         "steps": rows[-1]["global_step"],
-        "return": np.mean([r["episodic_return"] for r in last]) if last else np.nan,
-        "cost": np.mean([r["episodic_cost"] for r in last]) if last else np.nan,
+        "return": np.mean([r["episodic_return"] for r in tail]) if tail else np.nan,
+        "cost": np.mean([r["episodic_cost"] for r in tail]) if tail else np.nan,
         "cost_rate": rows[-1]["cumulative_cost"] / rows[-1]["global_step"] if "cumulative_cost" in rows[-1] else np.nan,
         "sps": rows[-1]["sps"],
         "wall": run["summary"].get("train_seconds", np.nan),
         "num_envs": run["config"].get("num_envs"),
+        "code": short_commit(run["config"]),
     }
 
 
@@ -106,20 +129,43 @@ def mean_std(values, fmt: str) -> str:
     return f"{np.nanmean(values):{fmt}} ± {np.nanstd(values):{fmt}}"
 
 
+def code_cell(codes: list) -> str:
+    """The short code_commits of a cell's runs: "abc1234" when all are one committed version; otherwise each with
+    its number of runs, and MARK (also for a single -dirty, none or unknown version)."""
+    counts = {code: codes.count(code) for code in sorted(set(codes))}
+    if len(counts) == 1 and all(c not in ("none", "unknown") and not c.endswith("-dirty") for c in counts):
+        return codes[0]
+    return ", ".join(f"{code} ×{n}" for code, n in counts.items()) + f" {MARK}"
+
+
+def updates_cell(finals: list) -> str:
+    """Updates above the cost limit, mean ± std over seeds, of how many updates the runs had."""
+    updates = sorted({f["updates"] for f in finals})
+    of = f"{updates[0]}" if len(updates) == 1 else f"{updates[0]}–{updates[-1]}"
+    cell = mean_std([f["updates_above_limit"] for f in finals], ".1f")
+    return cell if cell == "n/a" else f"{cell} of {of}"
+
+
 def results_table(runs: list) -> list:
     groups = defaultdict(list)
     for run in runs:
         groups[(run["algo"], run["env"])].append(run_finals(run))
     lines = [
-        "| algo | env | seeds | steps | final return | final cost | cost rate | SPS | wall (s) | published "
-        "(return / cost) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| algo | env | seeds | steps | final return | final cost | cumulative cost | updates above limit | cost rate "
+        "| SPS | wall (s) | code | published (return / cost) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (algo, env), finals in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         steps = sorted({int(f["steps"]) for f in finals})
         cells = [
-            mean_std([f[key] for f in finals], fmt)
-            for key, fmt in (("return", ".2f"), ("cost", ".2f"), ("cost_rate", ".4f"), ("sps", ".0f"), ("wall", ".0f"))
+            mean_std([f["return"] for f in finals], ".2f"),
+            mean_std([f["cost"] for f in finals], ".2f"),
+            mean_std([f["cumulative_cost"] for f in finals], ",.0f"),
+            updates_cell(finals),
+            mean_std([f["cost_rate"] for f in finals], ".4f"),
+            mean_std([f["sps"] for f in finals], ".0f"),
+            mean_std([f["wall"] for f in finals], ".0f"),
+            code_cell([f["code"] for f in finals]),
         ]
         lines.append(
             f"| {algo} | {env} | {len(finals)} | {'/'.join(f'{s:,}' for s in steps)} | "
@@ -151,15 +197,16 @@ def evaluation_table(runs: list) -> list:
 def per_run_table(runs: list) -> list:
     """One row per run: the last 10% of steps, the cost paid during training, and how often the limit was broken."""
     lines = [
-        "| algo | env | seed | steps | return (last 10%) | cost (last 10%) | cumulative cost | updates above limit |",
-        "|---|---|---|---|---|---|---|---|",
+        "| algo | env | seed | steps | return (last 10%) | cost (last 10%) | cumulative cost | updates above limit "
+        "| code |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in sorted(runs, key=lambda r: (r["env"], r["algo"], r["seed"])):
         f = run_finals(run)
+        above = "n/a" if np.isnan(f["updates_above_limit"]) else f"{f['updates_above_limit']:.0f}"
         lines.append(
-            f"| {run['algo']} | {run['env']} | {run['seed']} | {int(f['steps']):,} | {f['return_10']:.2f} | "
-            f"{f['cost_10']:.2f} | {f['cumulative_cost']:,.0f} | "
-            f"{f['updates_above_limit']} / {f['updates']} |"
+            f"| {run['algo']} | {run['env']} | {run['seed']} | {int(f['steps']):,} | {f['return']:.2f} | "
+            f"{f['cost']:.2f} | {f['cumulative_cost']:,.0f} | {above} / {f['updates']} | {f['code']} |"
         )
     return lines
 
@@ -189,6 +236,15 @@ def throughput_table(runs: list, out_dir: str) -> list:
     return lines
 
 
+def smooth(values, window: int) -> np.ndarray:
+    """Trailing mean over the last `window` values (over all so far at the start)."""
+    values = np.asarray(values, dtype=float)
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    end = np.arange(1, len(values) + 1)
+    start = np.maximum(end - window, 0)
+    return (sums[end] - sums[start]) / (end - start)
+
+
 def plot_curves(runs: list, path: str) -> None:
     import matplotlib
 
@@ -208,7 +264,8 @@ def plot_curves(runs: list, path: str) -> None:
                     points = [(r["global_step"], r[key]) for r in run["rows"] if np.isfinite(r[key])]
                     if points:
                         x, y = zip(*points)
-                        curves.append(np.interp(grid, x, y, left=np.nan))
+                        window = max(1, min(SMOOTH_UPDATES, len(points) // 10))
+                        curves.append(np.interp(grid, x, smooth(y, window), left=np.nan))
                 if not curves:
                     continue
                 curves = np.array(curves)
@@ -218,8 +275,7 @@ def plot_curves(runs: list, path: str) -> None:
                 (line,) = axes[row, col].plot(grid, mean, label=f"{algo} ({len(seeds)} seeds)")
                 if len(curves) > 1:
                     axes[row, col].fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
-        limit = env_runs[0]["config"].get("cost_limit")
-        if limit is not None:
+        for limit in sorted({run["config"]["cost_limit"] for run in env_runs if "cost_limit" in run["config"]}):
             axes[1, col].axhline(limit, color="k", linestyle="--", linewidth=1, label=f"cost limit {limit:g}")
         axes[0, col].set_title(env)
         axes[0, col].set_ylabel("episodic return")
@@ -229,7 +285,10 @@ def plot_curves(runs: list, path: str) -> None:
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-    fig.suptitle("mean over seeds, band: min to max over seeds")
+    fig.suptitle(
+        f"trailing mean over {SMOOTH_UPDATES} updates (a tenth of a shorter run), then mean over seeds; "
+        "band: min to max over seeds"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -240,14 +299,20 @@ def write_report(out_dir: str, failed: list = ()) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Final return / cost of a run: the mean over its last {FINAL_ROWS} progress rows (training episodes); "
-        "mean ± std over seeds. Cost rate: cumulative training cost / environment steps. "
+        f"Final return / cost of a run: the mean over its progress rows (training episodes) in the last "
+        f"{FINAL_FRACTION:.0%} of steps; mean ± std over seeds, like every column. Cumulative cost: all cost paid "
+        "during training. Updates above limit: progress rows whose episodic cost exceeds the run's `cost_limit`. "
+        "Cost rate: cumulative training cost / environment steps. "
         "Published numbers are quoted with their own (larger) budgets: compare with care.",
         "",
     ]
     lines += results_table(runs) if runs else ["No finished runs found."]
     if runs:
         lines += [
+            "",
+            f"Code: the runs' `code_commit` (the last commit that changed the script). {MARK}: the cell's runs are "
+            "not all one committed version of the script (more than one commit, uncommitted edits `-dirty`, "
+            "or none/unknown), so its numbers may mix code: the per-run table shows which run ran which code.",
             "",
             "## Final evaluation",
             "",
@@ -260,9 +325,9 @@ def write_report(out_dir: str, failed: list = ()) -> str:
             "",
             "## Per run",
             "",
-            "Last 10%: the mean over the progress rows of the last 10% of steps. Cumulative cost: all cost paid "
-            "during training. Updates above limit: progress rows whose episodic cost exceeds the run's "
-            "`cost_limit`.",
+            "Return and cost: the mean over the progress rows of the last 10% of steps. Cumulative cost: all cost "
+            "paid during training. Updates above limit: progress rows whose episodic cost exceeds the run's "
+            "`cost_limit`, of all progress rows. Code: the run's `code_commit`.",
             "",
         ]
         lines += per_run_table(runs)

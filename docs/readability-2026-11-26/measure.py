@@ -11,7 +11,7 @@ import tempfile
 SCRIPTS = ["ppo", "trpo", "ppo_lagrangian", "cppo", "dyna_cppo", "cvpo"]
 PLUMBING = {"env_layout", "check_args", "check_spaces", "RunningMeanStd", "make_envs", "step_envs", "policy_action",
             "evaluate", "final_evaluation", "save_checkpoint", "load_checkpoint", "evaluate_checkpoint", "minutes",
-            "RunLogger", "start_run", "finish_run", "episode_columns"}
+            "RunLogger", "start_run", "finish_run", "episode_columns", "code_version", "Episode"}
 LOSS = {"ppo": "policy_loss = ", "ppo_lagrangian": "policy_loss = ", "trpo": "def trpo_step(",
         "cppo": "def m_step_loss(", "dyna_cppo": "def m_step_loss(", "cvpo": "def m_step("}
 PAIRS = [("ppo", "ppo_lagrangian"), ("ppo_lagrangian", "cppo"), ("cppo", "dyna_cppo"), ("ppo", "trpo")]
