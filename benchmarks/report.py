@@ -17,8 +17,12 @@ import numpy as np
 FINAL_FRACTION = 0.1  # "final" return / cost of a run: the mean over its progress rows in the last 10% of steps
 SMOOTH_UPDATES = 10  # curves.png: a trailing mean over this many updates (a tenth of the run, if that is fewer)
 MARK = "†"  # on the code cell of a results row whose runs are not all one committed version of the script
-# Published references (return / cost), quoted with their budget: OmniSafe's benchmark at 1e7 steps, cost limit 25;
-# the CPPO paper on the original Safety Gym at 1e7 steps (values read off its figure, hence "about").
+# Published references (return / cost), quoted with their budget: OmniSafe's benchmark at 1e7 steps, cost limit 25
+# (benchmarks/on-policy/README.md, Table 2); the CPPO paper (arXiv:2305.14216, Fig. 3) on the original Safety Gym at
+# 1e7 steps and on the mujoco Point-Circle of Achiam et al. 2017 (limit 5, not Safety-Gymnasium's) at 2e5; PPOLag on
+# PointCircle1 from Safety-Gymnasium's benchmark figure (benchmarks/first_order_pointcircle1_1e7.png, OmniSafe
+# defaults, limit 25); CVPO on PointGoal1 from FSRL's figure (docs/_static/images/safety-gymnasium-navigation/,
+# training rollouts, limit 25). "about": read off a figure. No CVPO number on PointCircle1 was found.
 REFERENCES = {
     ("ppo", "SafetyPointGoal1-v0"): "25.44 / 55.72 (OmniSafe, 1e7 steps)",
     ("trpo", "SafetyPointGoal1-v0"): "27.20 / 45.88 (OmniSafe, 1e7 steps)",
@@ -31,6 +35,9 @@ REFERENCES = {
     ("ppo", "SafetyHalfCheetahVelocity-v1"): "6921 / 919 (OmniSafe, 1e7 steps)",
     ("trpo", "SafetyHalfCheetahVelocity-v1"): "6490 / 734 (OmniSafe, 1e7 steps)",
     ("ppo_lagrangian", "SafetyHalfCheetahVelocity-v1"): "2946 / 3.44 (OmniSafe, 1e7 steps)",
+    ("ppo_lagrangian", "SafetyPointCircle1-v0"): "about 47 / about 23 (Safety-Gymnasium figure, 1e7 steps)",
+    ("cppo", "SafetyPointCircle1-v0"): "about 85 / about 5.5 (CPPO paper, mujoco Point-Circle, limit 5, 2e5 steps)",
+    ("cvpo", "SafetyPointGoal1-v0"): "about 23 / about 25 (FSRL figure, training rollouts, 5e6 steps)",
 }
 
 
