@@ -135,7 +135,11 @@ def test_report_on_hand_made_runs(tmp_path):
     ]
     # cvpo: the last 10% of 4000 steps is the row at 4000 (return 3, cost 6); its NaN row is counted nowhere.
     cvpo_row = table_row(text, "cvpo", env)
-    assert cvpo_row[4] == "3.00 ± 0.00" and cvpo_row[5] == "6.00 ± 0.00" and cvpo_row[-1].startswith("about 23 / about 25 (FSRL")
+    assert (
+        cvpo_row[4] == "3.00 ± 0.00"
+        and cvpo_row[5] == "6.00 ± 0.00"
+        and cvpo_row[-1].startswith("about 23 / about 25 (FSRL")
+    )
     # Throughput: ppo ran with 8 envs, which was measured raw; cvpo's 4 envs were not, so it has no ratio row.
     ratio_rows = [line for line in text.split("## Throughput")[1].splitlines() if line.startswith("| ppo |")]
     assert ratio_rows == [f"| ppo | {env} | 8 | 600 | 1200 | 0.50 |"]
