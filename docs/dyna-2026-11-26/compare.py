@@ -36,7 +36,7 @@ def describe(run_dir):
         for key in ("model/skill", "model/reward_skill", "model/cost_skill"):
             out[key] = "/".join(f"{np.nanmean(col(key)[i]):.2f}" for i in thirds)
         out["imagined_on"] = np.nanmean(col("imagined/on"))
-        out["imagined_kl"] = np.nanmean(col("imagined/approx_kl"))
+        out["imagined_kl"] = np.nanmean(col("imagined/kl" if "imagined/kl" in rows[0] else "imagined/approx_kl"))
         out["time_model"] = np.nanmean(col("time_model"))
         out["time_imagination"] = np.nanmean(col("time_imagination")[col("imagined/on") == 1])
     # the first step at which the return, averaged over a window of 10 updates, reaches CPPO's 1e6 return
