@@ -2,11 +2,16 @@
 # Run the algorithm x env x seed matrix, locally in parallel or as a Slurm array job, then report:
 # DIR/results.md (final return and cost per algo x env, mean ± std over seeds, published references, throughput)
 # and DIR/curves.png (return and cost against steps).
-# Resumes by default: a run whose folder in DIR/runs already has a summary.json, for the same script, env, seed,
-# total timesteps and code_commit (the last commit of the script, "-dirty" when edited), is skipped with one line;
-# a matching folder without summary.json (an interrupted run) is removed and the run starts again. The check is
-# benchmarks/resume.py, called by each line of DIR/tasks.txt, so local runs and Slurm tasks behave the same.
-# --no-resume runs everything again (old folders stay, and the report counts them too).
+# Resumes by default: a run whose folder in DIR/runs already has a summary.json, with the same config.json (every
+# Args field of the script, as the run used them, but those that do not change results: track, wandb_*,
+# capture_video, save_model, eval_checkpoint, cuda) and code_commit (the last commit of the script), is skipped
+# with one line; a script with uncommitted edits ("-dirty") or outside git is always run again. A matching folder
+# without summary.json (an interrupted run) is moved to DIR/runs/.interrupted/ and the run starts again. A run that
+# is going on elsewhere (a second benchmark.sh on the same DIR, a resubmitted Slurm array) holds a lock in
+# DIR/runs/.locks/: it is neither started twice nor moved, one line says so. The check is benchmarks/resume.py,
+# called by each line of DIR/tasks.txt, so local runs and Slurm tasks behave the same. --no-resume runs everything
+# again (old folders stay; the report keeps the newest finished run of each algo x env x seed).
+# Repeated entries in --algos, --envs and --seeds are dropped (the first one stays).
 #
 #   bash benchmark.sh --quick                                   # a tiny matrix: checks the pipeline in ~2 minutes
 #   bash benchmark.sh --algos ppo,ppo_lagrangian --envs SafetyPointGoal1-v0 --seeds 1,2,3 \
@@ -21,15 +26,17 @@ usage() {
 usage: bash benchmark.sh [options]
   --algos LIST            comma-separated scripts (default: ppo,trpo,ppo_lagrangian,cppo,dyna_cppo,cvpo)
   --envs LIST             comma-separated env ids (default: SafetyPointGoal1-v0,SafetyHalfCheetahVelocity-v1)
-  --seeds LIST            comma-separated seeds (default: 1,2,3)
+  --seeds LIST            comma-separated seeds (default: 1,2,3); in all three lists a repeat is dropped
   --total-timesteps SPEC  N for every env, or ENV=N,ENV=N per env (default: each script's own default)
   --workers N             parallel local runs (default: the number of cores)
   --throughput            also measure raw vector-env stepping SPS per env, for the ratio table
   --quick                 tiny sizes (2 envs, 2000 steps), by default on SafetyHalfCheetahVelocity-v1 with seeds 1,2
   --out DIR               where runs, logs and the report go (default: benchmark-results/YYYYmmdd-HHMMSS);
-                          a run already finished in DIR/runs with the same script, env, seed, total timesteps and
-                          code_commit is skipped, and an interrupted one (no summary.json) is removed and rerun
-  --no-resume             run every run again, even if DIR/runs has it finished (nothing is removed)
+                          a run already finished in DIR/runs with the same config (all arguments that change
+                          results) and committed code is skipped, an interrupted one (no summary.json) is moved
+                          to DIR/runs/.interrupted/ and rerun, and one running elsewhere is left to it
+  --no-resume             run every run again, even if DIR/runs has it finished (nothing is moved; a run going
+                          on elsewhere is still not started twice)
   --track                 pass --track to every run (W&B; offline without an API key)
   --slurm                 write DIR/benchmark.sbatch (an array job, one task per run) instead of running locally
   --submit                with --slurm: submit it with sbatch, plus a report job that runs after it
@@ -74,6 +81,15 @@ if [ "$QUICK" = 1 ]; then
 fi
 ENVS="${ENVS:-SafetyPointGoal1-v0,SafetyHalfCheetahVelocity-v1}"
 SEEDS="${SEEDS:-1,2,3}"
+
+dedup() {  # a comma-separated list without repeats, the first of each kept: two tasks of one run would collide
+  local out="" item
+  for item in ${1//,/ }; do
+    case ",$out," in *",$item,"*) ;; *) out="${out:+$out,}$item" ;; esac
+  done
+  echo "$out"
+}
+ALGOS="$(dedup "$ALGOS")"; ENVS="$(dedup "$ENVS")"; SEEDS="$(dedup "$SEEDS")"
 [ -n "$OUT" ] || OUT="benchmark-results/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT/logs" "$OUT/throughput"
 OUT="$(cd "$OUT" && pwd)"
@@ -110,7 +126,8 @@ quick_args() {  # tiny sizes: 2 envs x 1000 steps (one velocity-task episode eac
 }
 
 # One line per run in tasks.txt: the same command runs locally (xargs) or as a Slurm array task. benchmarks/resume.py
-# skips the run if it already finished (same config key and code_commit), else it runs the script, output to the log.
+# skips the run if it already finished (same config and committed code_commit) or is running elsewhere (its lock is
+# held), else it runs the script, output to the log.
 no_resume=""
 if [ "$RESUME" = 0 ]; then no_resume="--no-resume "; fi
 : > "$OUT/tasks.txt"

@@ -2,6 +2,11 @@
 
 Usage: python benchmarks/report.py --out DIR   (reads DIR/runs/*/{config.json,progress.csv,summary.json}
 and DIR/throughput/*.json written by benchmarks/env_sps.py)
+
+Only finished runs (with a summary.json) count; unfinished folders (interrupted, or still running) are listed
+under the results table. Of several finished runs of one algo x env x seed (an older commit and a newer one, or a
+--no-resume rerun) the newest, by the unix time that ends the folder's name, is kept, and the number left out is
+said under the table. Hidden folders (runs/.locks, runs/.interrupted of benchmarks/resume.py) are not read.
 """
 
 import argparse
@@ -17,6 +22,7 @@ import numpy as np
 FINAL_FRACTION = 0.1  # "final" return / cost of a run: the mean over its progress rows in the last 10% of steps
 SMOOTH_UPDATES = 10  # curves.png: a trailing mean over this many updates (a tenth of the run, if that is fewer)
 MARK = "†"  # on the code cell of a results row whose runs are not all one committed version of the script
+BUDGET_MARK = "‡"  # on the steps cell of a results row whose runs were given different total_timesteps
 # Published references (return / cost), quoted with their budget: OmniSafe's benchmark at 1e7 steps, cost limit 25
 # (benchmarks/on-policy/README.md, Table 2); the CPPO paper (arXiv:2305.14216, Fig. 3) on the original Safety Gym at
 # 1e7 steps and on the mujoco Point-Circle of Achiam et al. 2017 (limit 5, not Safety-Gymnasium's) at 2e5; PPOLag on
@@ -41,10 +47,23 @@ REFERENCES = {
 }
 
 
-def load_runs(out_dir: str) -> list:
-    """One dict per run folder with a progress.csv: algo, env, seed, config, rows (floats), summary."""
-    runs = []
+def run_time(run_dir: str) -> int:
+    """The unix time that ends a run folder's name (ENV__ALGO__SEED__TIME); -1 if it does not end in one."""
+    tail = os.path.basename(run_dir).rsplit("__", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def load_runs(out_dir: str) -> tuple:
+    """(finished, unfinished). finished: one dict per run folder with a summary.json and progress rows: algo, env,
+    seed, config, rows (floats), summary, name (runs/FOLDER), time (run_time). unfinished: the runs/FOLDER names
+    of the folders without a summary.json (interrupted, or still running)."""
+    finished, unfinished = [], []
     for run_dir in sorted(glob.glob(os.path.join(out_dir, "runs", "*"))):
+        name = os.path.relpath(run_dir, out_dir)
+        summary_path = os.path.join(run_dir, "summary.json")
+        if not os.path.exists(summary_path):
+            unfinished.append(name)
+            continue
         progress = os.path.join(run_dir, "progress.csv")
         if not os.path.exists(progress):
             continue
@@ -54,12 +73,9 @@ def load_runs(out_dir: str) -> list:
             rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         if not rows:
             continue
-        summary_path = os.path.join(run_dir, "summary.json")
-        summary = {}
-        if os.path.exists(summary_path):
-            with open(summary_path) as f:
-                summary = json.load(f)
-        runs.append(
+        with open(summary_path) as f:
+            summary = json.load(f)
+        finished.append(
             {
                 "algo": config["exp_name"],
                 "env": config["env_id"],
@@ -67,9 +83,24 @@ def load_runs(out_dir: str) -> list:
                 "config": config,
                 "rows": rows,
                 "summary": summary,
+                "name": name,
+                "time": run_time(run_dir),
             }
         )
-    return runs
+    return finished, unfinished
+
+
+def newest_per_seed(runs: list) -> tuple:
+    """(kept, older): of the runs of each algo x env x seed the newest (by folder time, then name) is kept."""
+    groups = defaultdict(list)
+    for run in runs:
+        groups[(run["algo"], run["env"], run["seed"])].append(run)
+    kept, older = [], []
+    for group in groups.values():
+        group.sort(key=lambda run: (run["time"], run["name"]))
+        kept.append(group[-1])
+        older += group[:-1]
+    return kept, sorted(older, key=lambda run: run["name"])
 
 
 EVAL_MODES = ("stochastic", "deterministic")
@@ -97,8 +128,16 @@ def short_commit(config: dict) -> str:
 
 
 def updates_above_limit(rows: list, config: dict) -> float:
-    """Progress rows (updates) whose episodic cost is above the run's cost_limit; NaN rows (no episode yet) are not
-    counted. NaN if config.json has no cost_limit."""
+    """Progress rows (updates; for cvpo, --log-every intervals) whose episodic cost is above the cost limit: the
+    row's own `cost_limit` column when progress.csv has one (cppo and dyna_cppo log the limit in force, which
+    --cost-limit-start anneals), else config.json's cost_limit. NaN rows (no episode yet) are not counted. NaN if
+    neither records a limit."""
+    if "cost_limit" in rows[0]:
+        return sum(
+            r["episodic_cost"] > r["cost_limit"]
+            for r in rows
+            if np.isfinite(r["episodic_cost"]) and np.isfinite(r["cost_limit"])
+        )
     limit = config.get("cost_limit")
     if limit is None:
         return np.nan
@@ -125,6 +164,7 @@ def run_finals(run: dict) -> dict:
         "sps": rows[-1]["sps"],
         "wall": run["summary"].get("train_seconds", np.nan),
         "num_envs": run["config"].get("num_envs"),
+        "total_timesteps": run["config"].get("total_timesteps"),
         "code": short_commit(run["config"]),
     }
 
@@ -163,7 +203,9 @@ def results_table(runs: list) -> list:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (algo, env), finals in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        steps = sorted({int(f["steps"]) for f in finals})
+        steps = "/".join(f"{s:,}" for s in sorted({int(f["steps"]) for f in finals}))
+        if len({json.dumps(f["total_timesteps"]) for f in finals}) > 1:
+            steps += f" {BUDGET_MARK}"
         cells = [
             mean_std([f["return"] for f in finals], ".2f"),
             mean_std([f["cost"] for f in finals], ".2f"),
@@ -175,7 +217,7 @@ def results_table(runs: list) -> list:
             code_cell([f["code"] for f in finals]),
         ]
         lines.append(
-            f"| {algo} | {env} | {len(finals)} | {'/'.join(f'{s:,}' for s in steps)} | "
+            f"| {algo} | {env} | {len(finals)} | {steps} | "
             + " | ".join(cells)
             + f" | {REFERENCES.get((algo, env), '')} |"
         )
@@ -301,25 +343,54 @@ def plot_curves(runs: list, path: str) -> None:
     plt.close(fig)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def write_report(out_dir: str, failed: list = ()) -> str:
-    runs = load_runs(out_dir)
+    finished, unfinished = load_runs(out_dir)
+    runs, older = newest_per_seed(finished)
     lines = [
         "# Benchmark results",
         "",
-        f"Final return / cost of a run: the mean over its progress rows (training episodes) in the last "
-        f"{FINAL_FRACTION:.0%} of steps; mean ± std over seeds, like every column. Cumulative cost: all cost paid "
-        "during training. Updates above limit: progress rows whose episodic cost exceeds the run's `cost_limit`. "
+        f"Finished runs only (with a summary.json), the newest of each algo × env × seed. Final return / cost of a "
+        f"run: the mean over its progress rows (training episodes) in the last {FINAL_FRACTION:.0%} of steps; "
+        "mean ± std over seeds, like every column. Cumulative cost: all cost paid during training. Updates above "
+        "limit: progress rows whose episodic cost exceeds the cost limit of that row (the `cost_limit` column "
+        "when progress.csv has one, as cppo's and dyna_cppo's do, else the run's `cost_limit`); a row is an "
+        "update, except for cvpo, whose rows are `--log-every` intervals of steps. "
         "Cost rate: cumulative training cost / environment steps. "
         "Published numbers are quoted with their own (larger) budgets: compare with care.",
         "",
     ]
-    lines += results_table(runs) if runs else ["No finished runs found."]
+    table = results_table(runs) if runs else ["No finished runs found."]
+    lines += table
+    notes = []
     if runs:
-        lines += [
-            "",
+        notes.append(
             f"Code: the runs' `code_commit` (the last commit that changed the script). {MARK}: the cell's runs are "
             "not all one committed version of the script (more than one commit, uncommitted edits `-dirty`, "
-            "or none/unknown), so its numbers may mix code: the per-run table shows which run ran which code.",
+            "or none/unknown), so its numbers may mix code: the per-run table shows which run ran which code."
+        )
+    if any(BUDGET_MARK in line for line in table):
+        notes.append(
+            f"{BUDGET_MARK}: the cell's runs were given different budgets (`total_timesteps`), so its numbers mix "
+            "them: the per-run table shows each run's steps."
+        )
+    if older:
+        notes.append(
+            f"Left out: {plural(len(older), 'older finished run')} of an algo × env × seed that has a newer one "
+            f"(the newest is kept): {', '.join(run['name'] for run in older)}."
+        )
+    if unfinished:
+        notes.append(
+            f"Not counted: {plural(len(unfinished), 'unfinished run folder')} (no summary.json: interrupted, or "
+            f"still running): {', '.join(unfinished)}."
+        )
+    for note in notes:
+        lines += ["", note]
+    if runs:
+        lines += [
             "",
             "## Final evaluation",
             "",
@@ -332,9 +403,10 @@ def write_report(out_dir: str, failed: list = ()) -> str:
             "",
             "## Per run",
             "",
-            "Return and cost: the mean over the progress rows of the last 10% of steps. Cumulative cost: all cost "
-            "paid during training. Updates above limit: progress rows whose episodic cost exceeds the run's "
-            "`cost_limit`, of all progress rows. Code: the run's `code_commit`.",
+            "The runs of the tables above. Return and cost: the mean over the progress rows of the last 10% of "
+            "steps. Cumulative cost: all cost paid during training. Updates above limit: progress rows whose "
+            "episodic cost exceeds that row's cost limit, of all progress rows (for cvpo, `--log-every` "
+            "intervals). Code: the run's `code_commit`.",
             "",
         ]
         lines += per_run_table(runs)
