@@ -585,6 +585,17 @@ def scheduled_cost_limit(args: Args, step: int) -> float:
     return args.cost_limit_start + frac * (args.cost_limit - args.cost_limit_start)
 
 
+def recovery_switch(in_recovery: bool, measured_cost: float, cost_limit: float, args: Args) -> bool:
+    """The paper's bang-bang switch between the normal update and recovery: recovery ends once J_c is below the
+    lower switch cost --recovery-exit-frac * d; with --recovery-trigger cost it starts once J_c is above d (with
+    infeasible, the default, the update starts it when the E-step finds nothing feasible). Otherwise it stays."""
+    if measured_cost < args.recovery_exit_frac * cost_limit:
+        return False
+    if args.recovery_trigger == "cost" and measured_cost > cost_limit:
+        return True
+    return in_recovery
+
+
 def main(args: Args) -> dict:
     args = env_layout(args)
     check_args(args)
@@ -674,10 +685,7 @@ def main(args: Args) -> dict:
             last_episodes = Episode(*np.mean(finished, axis=0))
             measured_cost = cost_window.add(episode.cost for episode in finished)
         cost_limit = scheduled_cost_limit(args, global_step)
-        if measured_cost < args.recovery_exit_frac * cost_limit:
-            in_recovery = False
-        elif args.recovery_trigger == "cost" and measured_cost > cost_limit:
-            in_recovery = True
+        in_recovery = recovery_switch(in_recovery, measured_cost, cost_limit, args)
         cost_margin = (cost_limit - measured_cost) / episode_len
 
         if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises

@@ -850,6 +850,7 @@ class Dyna:
         self.bounds = tuple(torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
         self.reward_range = [np.inf, -np.inf]
         self.cost_range = [np.inf, -np.inf]
+        self.skill = np.nan  # the lower of the model's state and reward skills on the latest rollout
 
     def learn(self, rollout: dict, obs_rms: "RunningMeanStd", args: "Args", device) -> dict:
         """Steps 2 and 3: score the model on the rollout's windows before it trains on them (held out; against
@@ -864,11 +865,25 @@ class Dyna:
         ]
         start = time.time()
         stats = score_model(self.model, self.replay, rollout, obs_rms, args.multi_step_k, device) if self.replay else {}
+        self.skill = np.minimum(stats.get("model/skill", np.nan), stats.get("model/reward_skill", np.nan))  # keeps NaN
         self.replay.append(rollout)
         stats["model/loss"] = train_model(
             self.model, self.optimizer, self.replay, obs_rms, args, self.generator, device
         )
         stats["time_model"] = time.time() - start
+        return stats
+
+    def imagination(self, update: int, states, agent: tuple, cost_margin, in_recovery, calibration, args) -> dict:
+        """Step 4, gated by imagination_on on self.skill (measured by learn on this rollout before training on
+        it; NaN, never on, until D_real had data): --model-rollouts starts drawn from `states`, then
+        imagined_update from them with agent = (actor, critic, cost_critic, optimizer, critic_optimizer). Returns
+        imagined/on, the imagined/* keys when on, and time_imagination (0 while imagination is off)."""
+        start = time.time()
+        stats = {"imagined/on": float(imagination_on(self.skill, update, args))}
+        if stats["imagined/on"]:
+            pick = torch.randint(len(states), (args.model_rollouts,), generator=self.generator).to(states.device)
+            stats |= imagined_update(self, *agent, states[pick], cost_margin, in_recovery, calibration, args)
+        stats["time_imagination"] = time.time() - start
         return stats
 
 
@@ -929,6 +944,17 @@ def scheduled_cost_limit(args: Args, step: int) -> float:
     return args.cost_limit_start + frac * (args.cost_limit - args.cost_limit_start)
 
 
+def recovery_switch(in_recovery: bool, measured_cost: float, cost_limit: float, args: Args) -> bool:
+    """The paper's bang-bang switch between the normal update and recovery: recovery ends once J_c is below the
+    lower switch cost --recovery-exit-frac * d; with --recovery-trigger cost it starts once J_c is above d (with
+    infeasible, the default, the update starts it when the E-step finds nothing feasible). Otherwise it stays."""
+    if measured_cost < args.recovery_exit_frac * cost_limit:
+        return False
+    if args.recovery_trigger == "cost" and measured_cost > cost_limit:
+        return True
+    return in_recovery
+
+
 def main(args: Args) -> dict:
     args = env_layout(args)
     check_args(args)
@@ -951,7 +977,7 @@ def main(args: Args) -> dict:
     calibration = CostCalibration(args.cost_calibration, minimum=args.cost_share_min)
 
     dyna = Dyna(obs_dim, act_dim, low, high, args, device)  # the model F, its optimizer, D_real
-
+    agent = (actor, critic, cost_critic, optimizer, critic_optimizer)  # what an imagined update trains
     T, N = args.num_steps, args.num_envs
     num_updates = args.total_timesteps // (T * N)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
@@ -1020,10 +1046,7 @@ def main(args: Args) -> dict:
             last_episodes = Episode(*np.mean(finished, axis=0))
             measured_cost = cost_window.add(episode.cost for episode in finished)
         cost_limit = scheduled_cost_limit(args, global_step)
-        if measured_cost < args.recovery_exit_frac * cost_limit:
-            in_recovery = False
-        elif args.recovery_trigger == "cost" and measured_cost > cost_limit:
-            in_recovery = True
+        in_recovery = recovery_switch(in_recovery, measured_cost, cost_limit, args)
         cost_margin = (cost_limit - measured_cost) / episode_len
         if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises
             batch["held_out"] = held_out_samples(T, N, update, device)
@@ -1033,36 +1056,14 @@ def main(args: Args) -> dict:
         in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
 
         # D_real and the model: errors on this rollout's windows before training on them (held out), then train.
+        # Imagination, while the model is good enough: H model steps of the policy from this rollout's states.
         rollout = stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw, low, high)
         model_stats = dyna.learn(rollout, obs_rms, args, device)
-        imagination_start = time.time()
-
-        # Imagination: H model steps of the current policy from states of this rollout, then the same update.
-        skill = np.minimum(model_stats.get("model/skill", np.nan), model_stats.get("model/reward_skill", np.nan))
-        imagining = imagination_on(skill, update, args)  # np.minimum keeps a NaN (not measured yet)
-        model_stats["imagined/on"] = float(imagining)
-        if imagining:
-            pick = torch.randint(T * N, (args.model_rollouts,), generator=dyna.generator).to(device)
-            img_stats = imagined_update(
-                dyna,
-                actor,
-                critic,
-                cost_critic,
-                optimizer,
-                critic_optimizer,
-                batch["obs"][pick],
-                cost_margin,
-                in_recovery,
-                calibration,
-                args,
-            )
-            model_stats.update(img_stats)
-        model_stats["time_imagination"] = time.time() - imagination_start  # 0 while imagination is off
+        model_stats |= dyna.imagination(update, batch["obs"], agent, cost_margin, in_recovery, calibration, args)
         obs_buf[0], raw_buf[0] = obs_buf[T], raw_buf[T]  # the next rollout starts where this one stopped
 
         for name in ("policy_loss", "value_loss", "cost_value_loss", "model/loss"):
-            value = model_stats[name] if name.startswith("model") else stats[name]
-            if not np.isfinite(value):
+            if not np.isfinite({**stats, **model_stats}[name]):
                 raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
         logger.log(
             {
@@ -1076,8 +1077,7 @@ def main(args: Args) -> dict:
                 **{k: model_stats.get(k, np.nan) for k in MODEL_KEYS},
                 "time_rollout": update_start - rollout_start,
                 "time_update": time.time() - update_start,
-                "time_model": model_stats["time_model"],
-                "time_imagination": model_stats["time_imagination"],
+                **{k: model_stats[k] for k in ("time_model", "time_imagination")},
             }
         )
 

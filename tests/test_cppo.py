@@ -440,6 +440,19 @@ def test_recovery_switch_lasts_until_the_lower_switch_cost(tmp_path, monkeypatch
     assert any(float(r["cppo/recovery"]) == 1.0 for r in rows)
 
 
+@pytest.mark.parametrize("trigger", ["cost", "infeasible"])
+def test_recovery_switch_by_hand(trigger):
+    # d = 20, lower switch cost 0.5 d = 10. Below 10 recovery always ends; above d it starts only with the cost
+    # trigger; in between (and at the switch costs themselves) the state stays what it was.
+    args = cppo.Args(recovery_exit_frac=0.5, recovery_trigger=trigger)
+    switch = lambda state, cost: cppo.recovery_switch(state, cost, 20.0, args)
+    assert switch(True, 9.9) is False and switch(False, 9.9) is False
+    for cost in (10.0, 15.0, 20.0):
+        assert switch(True, cost) is True and switch(False, cost) is False
+    assert switch(True, 20.1) is True
+    assert switch(False, 20.1) is (trigger == "cost")
+
+
 def test_cost_limit_curriculum_falls_linearly_then_holds():
     args = cppo.Args(cost_limit=25.0, total_timesteps=1_000_000)
     assert cppo.scheduled_cost_limit(args, 0) == 25.0 and cppo.scheduled_cost_limit(args, 900_000) == 25.0

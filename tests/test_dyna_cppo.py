@@ -297,6 +297,7 @@ def test_cppo_update_is_cppos_line_for_line():
         "CostCalibration",
         "cppo_update",
         "scheduled_cost_limit",
+        "recovery_switch",
         "held_out_samples",
         "bootstrap_values",
         "advantages_batch",
