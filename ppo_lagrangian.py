@@ -7,12 +7,14 @@ episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the combined
 (A_r - lambda * A_c) / (1 + lambda).
 
 Departures from the textbook rule (one Adam step of lr 0.035 on -lambda * (J_c - d) per update, J_c from the
-latest rollout's 8 episodes), measured on SafetyPointGoal1-v0 at 1e6 steps (last 10% of steps):
+latest rollout's 8 episodes), measured on SafetyPointGoal1-v0 at 1e6 steps (last 10% of steps) with rollouts
+of 8 envs x 1000 steps (the navigation layout before the current 2 x 4000):
 - lambda is set by the PID-Lagrangian controller (kp 0.1, ki 0.01, kd 0.01). The textbook rule moves lambda by
   at most ~lr per update: it ended at return 22 with cost 43, lambda 3.5 and still rising, 122 of 125 updates
   above the limit, cumulative training cost 51.8k (seed 1). PID on the same seed: return 2.7, cost 23.1, 60 of
   125 above, 28.4k. A 3x faster Adam rule (lr 0.1, seed 11): 6.8, 26.2, 92 of 125, 41.0k; PID on seed 11: 3.8,
   27.9, 48 of 125, 27.5k. PID keeps the limit best during training and pays for it in return (see README).
+  With the current layout (docs/benchmark, seeds 1-3): return 1.3 +- 1.3, cost 14.7 +- 2.7, 52 of 125 above, 29.8k.
 - J_c is the mean over the last 32 finished episodes (--cost-window), not one rollout's 8, because the P term
   multiplies the estimate's noise: one rollout's mean cost has a noise of ~22 here (std of successive
   differences / sqrt 2), which 32 episodes halve. The window's effect on learning was not measured apart.
