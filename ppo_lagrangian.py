@@ -120,6 +120,8 @@ class Args:
     """PID-Lagrangian integral gain"""
     pid_kd: float = 0.01
     """PID-Lagrangian derivative gain"""
+    pid_error_bound: Optional[float] = None
+    """the PID's error J_c - d is clipped to +-this (None: the limit d, at least 1; inf: the paper's unclipped error)"""
     num_minibatches: int = 32
     """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
     update_epochs: int = 10
@@ -246,20 +248,33 @@ class LagrangeMultiplier:
 
 
 class PIDLagrangeMultiplier:
-    """PID-Lagrangian (Stooke et al. 2020): lambda = (kp * e + I + kd * (J_c - J_c_prev)+)+, e = J_c - d,
-    I = (I + ki * e)+. The proportional and derivative terms damp the oscillation of plain gradient ascent."""
+    """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on the error e = J_c - d, with P = kp * e,
+    I = (I + ki * e)+ and D = kd * (e - e_prev)+. The proportional and derivative terms damp the oscillation of
+    plain gradient ascent. The error is clipped to [-b, b] (`error_bound`, default b = d): J_c can fall at most d
+    under the limit, so without the clip a few early rollouts at 4-6x the limit wind the integral up far faster than
+    any stretch under the limit lets it go."""
 
-    def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float):
+    def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
-        self.integral, self.prev_cost, self.value = init, None, init
+        self.error_bound = max(cost_limit, 1.0) if error_bound is None else error_bound
+        self.integral, self.prev_error, self.value = init, None, init
+        self.p = self.d = 0.0
 
     def update(self, episodic_cost: float) -> float:
-        error = episodic_cost - self.cost_limit
+        error = min(max(episodic_cost - self.cost_limit, -self.error_bound), self.error_bound)
         self.integral = max(0.0, self.integral + self.ki * error)
-        rise = 0.0 if self.prev_cost is None else max(0.0, episodic_cost - self.prev_cost)
-        self.prev_cost = episodic_cost
-        self.value = max(0.0, self.kp * error + self.integral + self.kd * rise)
+        self.p = self.kp * error
+        self.d = 0.0 if self.prev_error is None else self.kd * max(0.0, error - self.prev_error)
+        self.prev_error = error
+        self.value = max(0.0, self.p + self.integral + self.d)
         return self.value
+
+
+def pid_terms(multiplier) -> dict:
+    """The PID's P, I and D terms for the progress row (NaN for the Adam rule, so every run has the same columns)."""
+    if isinstance(multiplier, PIDLagrangeMultiplier):
+        return {"pid_p": multiplier.p, "pid_i": multiplier.integral, "pid_d": multiplier.d}
+    return {"pid_p": float("nan"), "pid_i": float("nan"), "pid_d": float("nan")}
 
 
 def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
@@ -355,7 +370,12 @@ def main(args: Args) -> dict:
     obs_rms = RunningMeanStd(obs_dim)
     if args.multiplier == "pid":
         multiplier = PIDLagrangeMultiplier(
-            args.cost_limit, args.lagrangian_multiplier_init, args.pid_kp, args.pid_ki, args.pid_kd
+            args.cost_limit,
+            args.lagrangian_multiplier_init,
+            args.pid_kp,
+            args.pid_ki,
+            args.pid_kd,
+            args.pid_error_bound,
         )
     else:
         multiplier = LagrangeMultiplier(args.cost_limit, args.lagrangian_multiplier_init, args.lambda_lr)
@@ -441,6 +461,7 @@ def main(args: Args) -> dict:
                 "lagrange_multiplier": lam,
                 "cost_estimate": cost_window.mean,
                 "cost_estimate_episodes": len(cost_window.costs),
+                **pid_terms(multiplier),
                 "learning_rate": lr,
                 **stats,
                 "time_rollout": update_start - rollout_start,
@@ -485,6 +506,8 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --multiplier must be pid or adam, got {args.multiplier!r}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    if args.pid_error_bound is not None and not args.pid_error_bound > 0:
+        raise SystemExit(f"error: --pid-error-bound must be > 0 (inf: no clip), got {args.pid_error_bound}")
     if not args.lagrangian_multiplier_init >= 0:
         raise SystemExit(f"error: --lagrangian-multiplier-init must be >= 0, got {args.lagrangian_multiplier_init}")
     if args.eval_episodes < 0:
