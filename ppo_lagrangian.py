@@ -121,7 +121,8 @@ class Args:
     pid_kd: float = 0.01
     """PID-Lagrangian derivative gain"""
     pid_error_bound: Optional[float] = None
-    """the PID's error J_c - d is clipped to +-this (None: the limit d, at least 1; inf: the paper's unclipped error)"""
+    """anti-windup: the PID's integral adds the error J_c - d clipped to +-this (None: the limit d, at least 1;
+    inf: the paper's unclipped integral)"""
     num_minibatches: int = 32
     """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
     update_epochs: int = 10
@@ -249,23 +250,23 @@ class LagrangeMultiplier:
 
 class PIDLagrangeMultiplier:
     """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on the error e = J_c - d, with P = kp * e,
-    I = (I + ki * e)+ and D = kd * (e - e_prev)+. The proportional and derivative terms damp the oscillation of
-    plain gradient ascent. The error is clipped to [-b, b] (`error_bound`, default b = d): J_c can fall at most d
-    under the limit, so without the clip a few early rollouts at 4-6x the limit wind the integral up far faster than
-    any stretch under the limit lets it go."""
+    D = kd * (J_c - J_c_prev)+ and I = (I + ki * clip(e, -b, b))+. The proportional and derivative terms damp the
+    oscillation of plain gradient ascent. Anti-windup: the integral adds the error clipped to +-b (`error_bound`,
+    default b = d). J_c can fall at most d under the limit, so without the clip a few early rollouts at 4-6x the
+    limit wind the integral up far faster than any stretch under the limit lets it go; P still answers them."""
 
     def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
         self.error_bound = max(cost_limit, 1.0) if error_bound is None else error_bound
-        self.integral, self.prev_error, self.value = init, None, init
+        self.integral, self.prev_cost, self.value = init, None, init
         self.p = self.d = 0.0
 
     def update(self, episodic_cost: float) -> float:
-        error = min(max(episodic_cost - self.cost_limit, -self.error_bound), self.error_bound)
-        self.integral = max(0.0, self.integral + self.ki * error)
+        error = episodic_cost - self.cost_limit
+        self.integral = max(0.0, self.integral + self.ki * min(max(error, -self.error_bound), self.error_bound))
         self.p = self.kp * error
-        self.d = 0.0 if self.prev_error is None else self.kd * max(0.0, error - self.prev_error)
-        self.prev_error = error
+        self.d = 0.0 if self.prev_cost is None else self.kd * max(0.0, episodic_cost - self.prev_cost)
+        self.prev_cost = episodic_cost
         self.value = max(0.0, self.p + self.integral + self.d)
         return self.value
 

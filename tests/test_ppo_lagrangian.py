@@ -37,13 +37,50 @@ def test_adam_multiplier_first_step_is_lr_in_the_direction_of_the_violation():
 
 
 def test_pid_multiplier_known_numbers():
-    pid = lag.PIDLagrangeMultiplier(cost_limit=10.0, init=0.0, kp=0.1, ki=0.01, kd=0.5)
+    """The paper's PID (error unclipped): lambda = (P + I + D)+ on e = J_c - d."""
+    pid = lag.PIDLagrangeMultiplier(cost_limit=10.0, init=0.0, kp=0.1, ki=0.01, kd=0.5, error_bound=math.inf)
     # error 10: I = 0.1, P = 1.0, no derivative on the first call
     assert pid.update(20.0) == pytest.approx(1.1)
-    # error 20: I = 0.3, P = 2.0, D = 0.5 * (30 - 20)
+    assert (pid.p, pid.integral, pid.d) == pytest.approx((1.0, 0.1, 0.0))
+    # error 20: I = 0.3, P = 2.0, D = 0.5 * (20 - 10)
     assert pid.update(30.0) == pytest.approx(0.3 + 2.0 + 5.0)
-    # error 0: I stays 0.3, P = 0, cost fell so D = 0
+    # error 0: I stays 0.3, P = 0, the error fell so D = 0
     assert pid.update(10.0) == pytest.approx(0.3)
+
+
+def test_pid_integral_adds_the_error_clipped_to_the_limit_by_default():
+    pid = lag.PIDLagrangeMultiplier(cost_limit=10.0, init=0.0, kp=0.1, ki=0.01, kd=0.5)
+    assert pid.update(30.0) == pytest.approx(0.1 + 2.0)  # error 20: I adds 10 * 0.01, P = 2.0 (unclipped)
+    assert pid.update(50.0) == pytest.approx(0.2 + 4.0 + 10.0)  # error 40: I adds 10 * 0.01 again, D = 0.5 * 20
+    assert (pid.p, pid.integral, pid.d) == pytest.approx((4.0, 0.2, 10.0))
+    assert pid.update(0.0) == pytest.approx(0.0)  # error -10: I = 0.1, P = -1.0, lambda clamped at 0
+    assert pid.integral == pytest.approx(0.1)
+    assert lag.PIDLagrangeMultiplier(cost_limit=0.0, init=0.0, kp=0.1, ki=0.01, kd=0.0).error_bound == 1.0
+
+
+@pytest.mark.parametrize("bound, let_go", [(None, 41), (math.inf, 141)])
+def test_pid_lets_go_after_a_long_violation(bound, let_go):
+    """50 updates at 4x the limit, then cost 0. With the default gains and d = 25: clipped, the integral adds +25 and
+    then -25, so I climbs 0.25 a step to 12.501 and falls as fast; lambda = I - 2.5 (P = -2.5) is 0 from the 41st
+    update under the limit on. Unclipped, the error +75 winds I up to 37.501, and lambda takes 141 updates."""
+    pid = lag.PIDLagrangeMultiplier(cost_limit=25.0, init=0.001, kp=0.1, ki=0.01, kd=0.01, error_bound=bound)
+    for _ in range(50):
+        pid.update(100.0)
+    below = [pid.update(0.0) for _ in range(200)]
+    first_zero = below.index(0.0) + 1
+    assert first_zero == let_go, below[let_go - 3 : let_go + 1]
+    assert all(v == 0.0 for v in below[first_zero - 1 :])
+
+
+def test_pid_stays_bounded_when_the_cost_oscillates_around_the_limit():
+    """Costs alternating d + 20 and d - 20 for 1000 updates: I goes up 0.2 and back, so lambda never exceeds
+    init + ki * 20 + kp * 20 + kd * 40 = 0.001 + 0.2 + 2.0 + 0.4, and falls to 0 at every low step."""
+    pid = lag.PIDLagrangeMultiplier(cost_limit=25.0, init=0.001, kp=0.1, ki=0.01, kd=0.01)
+    values = [pid.update(45.0 if i % 2 == 0 else 5.0) for i in range(1000)]
+    assert max(values) == pytest.approx(0.001 + 0.2 + 2.0 + 0.4)
+    assert max(values[:1]) == pytest.approx(0.001 + 0.2 + 2.0)  # no derivative on the first update
+    assert values[1::2] == [0.0] * 500
+    assert pid.integral == pytest.approx(0.001)
 
 
 def test_cost_window_is_the_mean_of_the_last_episodes():

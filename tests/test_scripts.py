@@ -30,7 +30,16 @@ COMMON_COLUMNS = ["global_step", "episodic_return", "episodic_cost", "episodic_l
 SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "ppo": (["approx_kl", "clipfrac"], ["SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"]),
     "ppo_lagrangian": (
-        ["lagrange_multiplier", "cost_estimate", "cost_estimate_episodes", "cost_value_loss", "approx_kl"],
+        [
+            "lagrange_multiplier",
+            "cost_estimate",
+            "cost_estimate_episodes",
+            "pid_p",
+            "pid_i",
+            "pid_d",
+            "cost_value_loss",
+            "approx_kl",
+        ],
         ["SafetyPointGoal1-v0"],
     ),
     "trpo": (["kl", "line_search_steps", "surrogate_improvement"], ["SafetyHalfCheetahVelocity-v1"]),
@@ -257,6 +266,7 @@ SCRIPT_BAD_INPUT = {
         ({"lambda_lr": 0.0}, ["--lambda-lr"]),
         ({"multiplier": "PID"}, ["--multiplier", "pid or adam"]),
         ({"cost_window": 0}, ["--cost-window"]),
+        ({"pid_error_bound": 0.0}, ["--pid-error-bound"]),
     ],
     "trpo": [
         ({"target_kl": 0.0}, ["--target-kl"]),
