@@ -1,24 +1,18 @@
 """PPO-Lagrangian: PPO with a cost critic and a Lagrange multiplier, on Safety-Gymnasium, in one file.
 
-The standard safe-RL baseline (Ray, Achiam & Amodei 2019, "Benchmarking Safe Exploration in Deep RL";
-PID variant: Stooke, Achiam & Abbeel 2020, arXiv:2007.03964). Constraint: mean episodic cost J_c <= d.
-Each update first moves the multiplier lambda >= 0 toward the constraint, J_c measured on the last finished
-episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the combined advantage
+The standard safe-RL baseline (Ray, Achiam & Amodei 2019, "Benchmarking Safe Exploration in Deep RL") with the
+PID-Lagrangian multiplier (Stooke, Achiam & Abbeel 2020, arXiv:2007.03964). Constraint: mean episodic cost
+J_c <= d. Each update first moves the multiplier lambda >= 0 toward the constraint, J_c measured on the last
+finished episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the combined advantage
 (A_r - lambda * A_c) / (1 + lambda).
 
-Departures from the textbook rule (one Adam step of lr 0.035 on -lambda * (J_c - d) per update, J_c from the
-latest rollout's 8 episodes), measured on SafetyPointGoal1-v0 at 1e6 steps (last 10% of steps) with rollouts
-of 8 envs x 1000 steps (the navigation layout before the current 2 x 4000):
-- lambda is set by the PID-Lagrangian controller (kp 0.1, ki 0.01, kd 0.01). The textbook rule moves lambda by
-  at most ~lr per update: it ended at return 22 with cost 43, lambda 3.5 and still rising, 122 of 125 updates
-  above the limit, cumulative training cost 51.8k (seed 1). PID on the same seed: return 2.7, cost 23.1, 60 of
-  125 above, 28.4k. A 3x faster Adam rule (lr 0.1, seed 11): 6.8, 26.2, 92 of 125, 41.0k; PID on seed 11: 3.8,
-  27.9, 48 of 125, 27.5k. PID keeps the limit best during training and pays for it in return (see README).
-  With the current layout (docs/benchmark, seeds 1-3): return 1.3 +- 1.3, cost 14.7 +- 2.7, 52 of 125 above, 29.8k.
-- J_c is the mean over the last 32 finished episodes (--cost-window), not one rollout's 8, because the P term
-  multiplies the estimate's noise: one rollout's mean cost has a noise of ~22 here (std of successive
-  differences / sqrt 2), which 32 episodes halve. The window's effect on learning was not measured apart.
-The textbook rule: --multiplier adam --cost-window 8 (with 8 envs and 1000-step episodes).
+Departures from the papers (the measurements: docs/ppo_lagrangian.md):
+- --multiplier pid: lambda follows the cost by PID-Lagrangian (kp 0.1, ki 0.01, kd 0.01), not by the textbook's one
+  Adam step of lr 0.035 per update (--multiplier adam), which lags the cost and overshoots the limit.
+- --pid-error-bound: the PID's error J_c - d is clipped to +-d, so a violation winds the integral up no faster
+  than a stretch under the limit lets it go (anti-windup); inf gives Stooke et al.'s unclipped error.
+- --cost-window 32: J_c is the mean cost of the last 32 finished episodes, not the latest rollout's 8, whose noise
+  the P term would pass on to lambda. --cost-window 8 --multiplier adam is the textbook rule.
 
 Usage: python ppo_lagrangian.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python ppo_lagrangian.py --eval-checkpoint runs/<run>/ppo_lagrangian.pt   # evaluate a saved policy, both modes
@@ -121,8 +115,7 @@ class Args:
     pid_kd: float = 0.01
     """PID-Lagrangian derivative gain"""
     pid_error_bound: Optional[float] = None
-    """anti-windup: the PID's integral adds the error J_c - d clipped to +-this (None: the limit d, at least 1;
-    inf: the paper's unclipped integral)"""
+    """the PID's error J_c - d is clipped to +-this (None: the limit d, at least 1; inf: the paper's unclipped error)"""
     num_minibatches: int = 32
     """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
     update_epochs: int = 10
@@ -250,23 +243,23 @@ class LagrangeMultiplier:
 
 class PIDLagrangeMultiplier:
     """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on the error e = J_c - d, with P = kp * e,
-    D = kd * (J_c - J_c_prev)+ and I = (I + ki * clip(e, -b, b))+. The proportional and derivative terms damp the
-    oscillation of plain gradient ascent. Anti-windup: the integral adds the error clipped to +-b (`error_bound`,
-    default b = d). J_c can fall at most d under the limit, so without the clip a few early rollouts at 4-6x the
-    limit wind the integral up far faster than any stretch under the limit lets it go; P still answers them."""
+    I = (I + ki * e)+ and D = kd * (e - e_prev)+. The proportional and derivative terms damp the oscillation of
+    plain gradient ascent. The error is clipped to [-b, b] (`error_bound`, default b = d): J_c can fall at most d
+    under the limit, so without the clip a few early rollouts at 4-6x the limit wind the integral up far faster than
+    any stretch under the limit lets it go."""
 
     def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
         self.error_bound = max(cost_limit, 1.0) if error_bound is None else error_bound
-        self.integral, self.prev_cost, self.value = init, None, init
+        self.integral, self.prev_error, self.value = init, None, init
         self.p = self.d = 0.0
 
     def update(self, episodic_cost: float) -> float:
-        error = episodic_cost - self.cost_limit
-        self.integral = max(0.0, self.integral + self.ki * min(max(error, -self.error_bound), self.error_bound))
+        error = min(max(episodic_cost - self.cost_limit, -self.error_bound), self.error_bound)
+        self.integral = max(0.0, self.integral + self.ki * error)
         self.p = self.kp * error
-        self.d = 0.0 if self.prev_cost is None else self.kd * max(0.0, episodic_cost - self.prev_cost)
-        self.prev_cost = episodic_cost
+        self.d = 0.0 if self.prev_error is None else self.kd * max(0.0, error - self.prev_error)
+        self.prev_error = error
         self.value = max(0.0, self.p + self.integral + self.d)
         return self.value
 

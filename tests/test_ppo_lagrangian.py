@@ -48,11 +48,11 @@ def test_pid_multiplier_known_numbers():
     assert pid.update(10.0) == pytest.approx(0.3)
 
 
-def test_pid_integral_adds_the_error_clipped_to_the_limit_by_default():
+def test_pid_error_is_clipped_to_the_limit_by_default():
     pid = lag.PIDLagrangeMultiplier(cost_limit=10.0, init=0.0, kp=0.1, ki=0.01, kd=0.5)
-    assert pid.update(30.0) == pytest.approx(0.1 + 2.0)  # error 20: I adds 10 * 0.01, P = 2.0 (unclipped)
-    assert pid.update(50.0) == pytest.approx(0.2 + 4.0 + 10.0)  # error 40: I adds 10 * 0.01 again, D = 0.5 * 20
-    assert (pid.p, pid.integral, pid.d) == pytest.approx((4.0, 0.2, 10.0))
+    assert pid.update(30.0) == pytest.approx(0.1 + 1.0)  # error 20 counts as 10: I = 0.1, P = 1.0
+    assert pid.update(50.0) == pytest.approx(0.2 + 1.0)  # error 40 counts as 10 too: D = 0.5 * (10 - 10) = 0
+    assert (pid.p, pid.integral, pid.d) == pytest.approx((1.0, 0.2, 0.0))
     assert pid.update(0.0) == pytest.approx(0.0)  # error -10: I = 0.1, P = -1.0, lambda clamped at 0
     assert pid.integral == pytest.approx(0.1)
     assert lag.PIDLagrangeMultiplier(cost_limit=0.0, init=0.0, kp=0.1, ki=0.01, kd=0.0).error_bound == 1.0
@@ -60,9 +60,9 @@ def test_pid_integral_adds_the_error_clipped_to_the_limit_by_default():
 
 @pytest.mark.parametrize("bound, let_go", [(None, 41), (math.inf, 141)])
 def test_pid_lets_go_after_a_long_violation(bound, let_go):
-    """50 updates at 4x the limit, then cost 0. With the default gains and d = 25: clipped, the integral adds +25 and
-    then -25, so I climbs 0.25 a step to 12.501 and falls as fast; lambda = I - 2.5 (P = -2.5) is 0 from the 41st
-    update under the limit on. Unclipped, the error +75 winds I up to 37.501, and lambda takes 141 updates."""
+    """50 updates at 4x the limit, then cost 0. With the default gains and d = 25: clipped, the error is +25 and then
+    -25, so I climbs 0.25 a step to 12.501 and falls as fast; lambda = I - 2.5 (P = -2.5) is 0 from the 41st update
+    under the limit on. Unclipped, the error +75 winds I up to 37.501, and lambda takes 141 updates to reach 0."""
     pid = lag.PIDLagrangeMultiplier(cost_limit=25.0, init=0.001, kp=0.1, ki=0.01, kd=0.01, error_bound=bound)
     for _ in range(50):
         pid.update(100.0)
@@ -136,3 +136,31 @@ def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
     rows = read_progress(only_run_dir(tmp_path))
     assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
     assert [float(r["lagrange_multiplier"]) for r in rows] == pytest.approx([0.001, 0.0, 0.0])
+
+
+@pytest.mark.slow
+def test_pid_terms_are_logged_and_make_lambda(tmp_path, monkeypatch):
+    """The default multiplier through main(), as in the textbook test above: the first row logs the initial I and
+    lambda; at each rollout where episodes end (every second one: 1000-step episodes, 500-step rollouts), P, I and D
+    follow the window's cost, and lambda = (P + I + D)+ on every row."""
+    monkeypatch.chdir(tmp_path)
+    lag.main(
+        lag.Args(
+            env_id="SafetyHalfCheetahVelocity-v1",
+            num_envs=2,
+            num_steps=500,
+            total_timesteps=3000,
+            eval_episodes=0,
+            cost_limit=10.0,
+            lagrangian_multiplier_init=0.5,
+        )
+    )
+    rows = [{k: float(v) for k, v in r.items()} for r in read_progress(only_run_dir(tmp_path))]
+    assert (rows[0]["pid_p"], rows[0]["pid_i"], rows[0]["lagrange_multiplier"]) == (0.0, 0.5, 0.5)
+    assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
+    integral = 0.5
+    for row, ended in zip(rows[1:], (True, False)):
+        error = min(max(row["cost_estimate"] - 10.0, -10.0), 10.0)
+        integral = max(0.0, integral + 0.01 * error) if ended else integral
+        assert (row["pid_p"], row["pid_i"]) == pytest.approx((0.1 * error, integral))
+        assert row["lagrange_multiplier"] == pytest.approx(max(0.0, row["pid_p"] + row["pid_i"] + row["pid_d"]))
