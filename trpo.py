@@ -196,6 +196,16 @@ def conjugate_gradient(Avp, b: torch.Tensor, iters: int = 10, residual_tol: floa
     return x
 
 
+def write_params(flat: torch.Tensor, params: list) -> None:
+    """Copy a flat vector into the parameters' own memory. (nn.utils.vector_to_parameters would make them views of
+    the vector, and on some CPUs a matmul on such a view differs in the last bits from one on the reloaded
+    checkpoint, so the saved policy would not evaluate as the trained one did.)"""
+    offset = 0
+    for p in params:
+        p.data.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
 def trpo_step(
     actor: "Actor",
     obs,
@@ -232,7 +242,7 @@ def trpo_step(
     old_params = nn.utils.parameters_to_vector(params).detach()
     with torch.no_grad():
         for i in range(ls_steps):
-            nn.utils.vector_to_parameters(old_params + ls_decay**i * full_step, params)
+            write_params(old_params + ls_decay**i * full_step, params)
             improvement = surrogate() - loss_old
             kl = mean_kl()
             if kl <= max_kl and improvement > 0:
@@ -242,7 +252,7 @@ def trpo_step(
                     "surrogate_improvement": improvement.item(),
                     "surrogate": loss_old.item(),
                 }
-        nn.utils.vector_to_parameters(old_params, params)  # no acceptable step: keep the old policy
+        write_params(old_params, params)  # no acceptable step: keep the old policy
     return {"kl": 0.0, "line_search_steps": 0, "surrogate_improvement": 0.0, "surrogate": loss_old.item()}
 
 
