@@ -116,11 +116,9 @@ def test_multiplier_follows_the_windowed_cost(rule):
     assert min(below) >= 0.0 and below[-1] == 0.0
 
 
-@pytest.mark.slow
-def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
-    """--multiplier adam through main(): rollouts of 2 envs x 500 steps; HalfCheetahVelocity episodes last 1000 steps,
-    so the first 2 end in the second rollout. lambda waits (0.001) until then; their cost is below d, so Adam's first
-    step (size lr = 0.035) takes lambda to the clamp at 0, and no new episode leaves it there."""
+def tiny_halfcheetah_rows(tmp_path, monkeypatch, **args) -> list:
+    """main() on rollouts of 2 envs x 500 steps for 3000 steps: HalfCheetahVelocity episodes last 1000 steps, so the
+    first 2 end in the second rollout and none in the third. Returns the progress rows."""
     monkeypatch.chdir(tmp_path)
     lag.main(
         lag.Args(
@@ -129,11 +127,18 @@ def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
             num_steps=500,
             total_timesteps=3000,
             eval_episodes=0,
-            multiplier="adam",
-            cost_limit=1e6,
+            **args,
         )
     )
-    rows = read_progress(only_run_dir(tmp_path))
+    return read_progress(only_run_dir(tmp_path))
+
+
+@pytest.mark.slow
+def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
+    """--multiplier adam through main(): rollouts of 2 envs x 500 steps; HalfCheetahVelocity episodes last 1000 steps,
+    so the first 2 end in the second rollout. lambda waits (0.001) until then; their cost is below d, so Adam's first
+    step (size lr = 0.035) takes lambda to the clamp at 0, and no new episode leaves it there."""
+    rows = tiny_halfcheetah_rows(tmp_path, monkeypatch, multiplier="adam", cost_limit=1e6)
     assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
     assert [float(r["lagrange_multiplier"]) for r in rows] == pytest.approx([0.001, 0.0, 0.0])
 
@@ -143,19 +148,8 @@ def test_pid_terms_are_logged_and_make_lambda(tmp_path, monkeypatch):
     """The default multiplier through main(), as in the textbook test above: the first row logs the initial I and
     lambda; at each rollout where episodes end (every second one: 1000-step episodes, 500-step rollouts), P, I and D
     follow the window's cost, and lambda = (P + I + D)+ on every row."""
-    monkeypatch.chdir(tmp_path)
-    lag.main(
-        lag.Args(
-            env_id="SafetyHalfCheetahVelocity-v1",
-            num_envs=2,
-            num_steps=500,
-            total_timesteps=3000,
-            eval_episodes=0,
-            cost_limit=10.0,
-            lagrangian_multiplier_init=0.5,
-        )
-    )
-    rows = [{k: float(v) for k, v in r.items()} for r in read_progress(only_run_dir(tmp_path))]
+    rows = tiny_halfcheetah_rows(tmp_path, monkeypatch, cost_limit=10.0, lagrangian_multiplier_init=0.5)
+    rows = [{k: float(v) for k, v in r.items()} for r in rows]
     assert (rows[0]["pid_p"], rows[0]["pid_i"], rows[0]["lagrange_multiplier"]) == (0.0, 0.5, 0.5)
     assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
     integral = 0.5
