@@ -4,33 +4,20 @@ Xuan et al. 2023, "Constrained Proximal Policy Optimization", arXiv:2305.14216. 
 no Lagrange multiplier. Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
 - E-step: the ideal probability ratio v = 1 + v_bar of each sample solves
       max v_bar . A  s.t.  v_bar . A_c <= N d',  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0
-  with d' = (d - J_c) / L the per-step cost room left (L the episode length, the paper's T). The solution lies in
-  the plane of A_c and A (closed form by an angle theta), then entries below v = MIN_TARGET_RATIO are clipped and
-  the rest re-solved with exact bookkeeping.
-  In recovery the angle is clipped into [max(theta_f, theta_A + pi/2), pi], theta_f = arccos(kappa) the smallest
-  angle that still reaches the feasible region (the paper's Sec. 3.2.2).
+  with d' = (d - J_c) / L the per-step cost room (L the episode length), J_c the mean cost of the last
+  --cost-window (32) episodes. The solution lies in the plane of A_c and A (an angle theta); entries below
+  v = MIN_TARGET_RATIO are clipped and the rest re-solved. In recovery theta is clipped into
+  [max(theta_f, theta_A + pi/2), pi], theta_f = arccos(kappa) the smallest angle that reaches the feasible region.
 - Switch (bang-bang): once an update recovers, recovery lasts until J_c is below the lower switch cost.
 - M-step: epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored surrogate (stopping early
-  once mean KL(pi_old || pi_theta) > delta), then the fitted step is scaled until the KL reaches delta.
-J_c is the mean cost of the last --cost-window (32) real episodes: the paper's ~30 episodes per estimate
-(3e4 samples per update on PointGoal) with our 8-episode rollouts.
-
-Departures from the paper, each behind an argument (numbers: SafetyPointGoal1-v0, seed 11, at ~3e5 steps,
-last 10%; docs/cppo-2026-11-26):
-- --max-step-scale 10: the regression alone stops at a fixed point far inside the trust region (mean KL 0.003
-  against delta = 0.02); the scaled step makes Eq. 9's KL <= delta active (KL 0.0200). Paired, same seed:
-  return 2.0 vs 0.9 at the same cumulative cost (11.1k), both with --recovery-exit-frac 1.0.
-- --cost-calibration (minimum share 0.02): the linear cost model plans v_bar . A_c; on a held-out env's trajectory
-  the update realises almost none of it (slope of realised on planned over a run: -0.02 to 0.01; the plan is
-  mostly per-sample noise the policy cannot follow). The E-step plans with kappa / c, c the measured share,
-  which sits at its minimum in 90-97% of updates: in effect the minimum is the gain of the cost lever. A violation
-  bends theta toward -A_c in proportion, and recovery starts only once nothing in the trust region is feasible
-  under the calibrated model (--recovery-trigger infeasible; the paper's switch on J_c > d is
-  --recovery-trigger cost). With minimum 0.1: recovery never fired, return 5.6, but cost 60 (limit 25).
-- --cost-limit-start (off): a curriculum from a looser limit; measured worse (return 1.2-1.6, cumulative cost
-  2x), kept as an option.
-What this does not fix: on SafetyPointGoal1 no setting here both keeps the limit and learns the goal within
-1e6 steps (see the README); keeping the limit costs most of the return, as it does for PPO-Lagrangian.
+  once mean KL(pi_old || pi_theta) > delta).
+Departures from the paper (the measurements: docs/cppo.md):
+- --max-step-scale 10: the fitted step is scaled until the mean KL reaches delta (Eq. 9's constraint made active);
+  the regression alone stops far inside the trust region.
+- --cost-gain 50: the E-step plans with 50x the cost room (v_bar . A_c <= 50 N d'): the planned cost change is
+  mostly per-sample noise that the update does not realise. A violation bends theta toward -A_c, and recovery
+  starts once nothing in the trust region is feasible (--recovery-trigger infeasible; the paper's switch on
+  J_c > d is --recovery-trigger cost).
 
 Usage: python cppo.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python cppo.py --eval-checkpoint runs/<run>/cppo.pt   # evaluate a saved policy, both modes
@@ -96,11 +83,6 @@ class Args:
     """how to run the environments: `auto` is async (subprocesses) for navigation tasks, sync for velocity tasks"""
     cost_limit: float = 25.0
     """the episodic cost limit d: the constraint is mean episodic cost <= d"""
-    cost_limit_start: Optional[float] = None
-    """if set, a curriculum: the limit the updates aim for starts here and falls linearly to --cost-limit over
-    the first --cost-limit-anneal of the steps; unset, --cost-limit throughout"""
-    cost_limit_anneal: float = 0.3
-    """the share of --total-timesteps over which the curriculum's limit reaches --cost-limit"""
     save_model: bool = False
     """if toggled, save the policy and the observation-normalisation statistics to the run folder"""
     eval_episodes: int = 10
@@ -135,17 +117,13 @@ class Args:
     factor) until the mean KL reaches delta; 0 keeps the plain regression step"""
     cost_window: int = 32
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
-    cost_calibration: bool = True
-    """if toggled, plan the E-step's cost constraint with the measured share c of planned cost changes that
-    updates realise (kappa / c); off, the paper's linear model (c = 1). It is measured on an eighth of the batch
-    per update (one env's trajectory or a stretch of it, in turn), which the policy is then not fitted to;
-    with --num-envs 1 nothing is held out and c is measured on the fitted samples (near 1)"""
-    cost_share_min: float = 0.02
-    """the smallest share c the calibration assumes: it caps the gain 1 / c of the cost lever"""
+    cost_gain: float = 50.0
+    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1). The linear model's
+    planned cost change is mostly per-sample noise the update does not realise; g is the gain of the cost lever"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
-    """what starts recovery: `infeasible` once the (calibrated) E-step finds no feasible point within the trust
+    """what starts recovery: `infeasible` once the E-step (with gain g) finds no feasible point within the trust
     region (kappa < -1); `cost` as soon as J_c > d (the paper's switch), or on an infeasible E-step. Either way
-    it lasts until J_c is below the lower switch cost (d: the curriculum's limit when there is one)"""
+    it lasts until J_c is below the lower switch cost"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
@@ -302,22 +280,20 @@ def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: boo
 
 
 def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_share: float = 1.0
+    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0
 ) -> tuple:
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
     what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
     v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
-    v_bar . A_c <= N cost_margin / cost_share (when feasible within the radius), and v > 0 element-wise.
-    cost_margin is d' = (d - J_c) / L, the per-step cost room (L: the episode length). With recovery=True (or
-    when nothing within the radius is feasible) the direction turns toward -A_c instead. cost_share c in (0, 1]
-    calibrates the linear cost model: the plan v_bar . A_c is realised only in the share c (CostCalibration
-    measures it), so the cost room N d' is planned as N d' / c, i.e. kappa / c."""
+    v_bar . A_c <= g N cost_margin (when feasible within the radius), and v > 0 element-wise. cost_margin is
+    d' = (d - J_c) / L, the per-step cost room (L: the episode length), and g = cost_gain scales it (kappa * g).
+    With recovery=True (or when nothing within the radius is feasible) the direction turns toward -A_c."""
     n = adv.shape[0]
     adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
     radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
-    budget = n * cost_margin / cost_share
+    budget = n * cost_margin * cost_gain
     v_bar, theta, kappa, recovered, clipped = solve_with_repair(adv, cost_adv, radius, budget, recovery)
     cost = (v_bar @ cost_adv).item()
     if not recovered and cost > budget:
@@ -393,45 +369,6 @@ class CostWindow:
         return float(np.mean(self.costs)) if self.costs else float("nan")
 
 
-class CostCalibration:
-    """The share c of a planned cost change that an update realises: the E-step plans v_bar . A_c, the M-step
-    then moves the ratio to r and realises (r - 1) . A_c, both first order and measured on the samples of the
-    batch the policy was not fitted to (an eighth of the batch; all samples when nothing is held out, where the
-    policy also fits A_c's noise and c stays near 1). c is the running least-squares slope of realised on
-    planned (momentum m), clipped to [minimum, 1]: a slope that is noise around 0 gives the minimum. 1 until
-    measured, and always 1 when disabled (the paper's uncalibrated model). It scales kappa on both sides of
-    the limit: under it, the calibrated constraint lets an update plan more cost than the room left."""
-
-    def __init__(self, enabled: bool, momentum: float = 0.9, minimum: float = 0.02):
-        self.enabled = enabled
-        self.momentum = momentum
-        self.minimum = minimum
-        self.num, self.den = 0.0, 0.0
-
-    def update(self, planned: float, realised: float) -> None:
-        self.num = self.momentum * self.num + (1 - self.momentum) * planned * realised
-        self.den = self.momentum * self.den + (1 - self.momentum) * planned * planned
-
-    @property
-    def share(self) -> float:
-        if not self.enabled or self.den <= 0:
-            return 1.0
-        return min(1.0, max(self.minimum, self.num / self.den))
-
-
-def held_out_samples(T: int, N: int, update: int, device="cpu") -> torch.Tensor:
-    """Which samples of a [T, N] rollout (flattened t * N + env) the calibration holds out this update: an eighth of
-    the batch, in turn. With 8 envs that is one env's trajectory; with N < 8 envs, one of the 8 // N stretches of
-    one env's trajectory (with 2 envs x 4000 steps: 1000 steps of one env)."""
-    stretches = max(1, 8 // N)  # per env
-    slot = update % (N * stretches)
-    env, stretch = slot % N, slot // N
-    rows = torch.arange(T, device=device) * stretches // T == stretch
-    held_out = torch.zeros(T, N, dtype=torch.bool, device=device)
-    held_out[rows, env] = True
-    return held_out.reshape(-1)
-
-
 def cppo_update(
     actor,
     critic,
@@ -441,22 +378,18 @@ def cppo_update(
     batch: dict,
     cost_margin: float,
     in_recovery: bool,
-    calibration: CostCalibration,
     args: "Args",
-    calibrate: bool = True,
     scale_step: bool = True,
     train_critics: bool = True,
-) -> dict:
+) -> tuple:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret, and optionally held_out (samples the policy is not fitted to; they measure the
-    calibration). The same rule serves real and imagined data; `calibrate` feeds the realised cost change of
-    this update to `calibration`, `scale_step` scales the fitted step to the KL budget (--max-step-scale),
-    `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without)."""
+    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the
+    update's log keys and whether it recovered."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
-    cost_share = calibration.share
-    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, cost_share)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, args.cost_gain)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -465,22 +398,18 @@ def cppo_update(
     old_log_std = actor.log_std.detach().clone()
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
-    held_out = batch.get("held_out") if calibrate else None  # samples the policy is not fitted on
-    if held_out is not None and bool(held_out.all()):
-        raise ValueError("cppo_update: every sample is held out, nothing to fit the policy to")
     policy_losses, critic_losses = [], []
     policy_epochs = 0
     fitting = True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
-            fit = idx if held_out is None else idx[~held_out[idx]]
-            if fitting and len(fit) > 0:
-                ratio = (actor.log_prob(obs[fit], act[fit]) - logp[fit]).exp()
-                weight = v[fit] - ratio
+            if fitting:
+                ratio = (actor.log_prob(obs[idx], act[idx]) - logp[idx]).exp()
+                weight = v[idx] - ratio
                 if e_info["recovery"]:  # beta-mix with the projection of (v - r) on A_c
-                    u_c = cost_adv[fit] / (cost_adv[fit].norm() + 1e-12)
+                    u_c = cost_adv[idx] / (cost_adv[idx].norm() + 1e-12)
                     weight = args.recovery_beta * weight + (1 - args.recovery_beta) * (weight @ u_c) * u_c
-                policy_loss = m_step_loss(ratio, v[fit], args.ratio_floor, weight)
+                policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor, weight)
                 optimizer.zero_grad()
                 policy_loss.backward()
                 nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm, foreach=True)
@@ -506,13 +435,6 @@ def cppo_update(
     with torch.no_grad():
         ratio = (actor.log_prob(obs, act) - logp).exp()
         fit_error = (ratio - v).abs().mean().item()
-        # Planned and realised cost change, on the held-out samples when there are some: on the samples it was
-        # fitted to, the policy also fits A_c's per-sample noise and seems to realise the whole plan.
-        check = held_out if held_out is not None and held_out.any() else torch.ones_like(v, dtype=torch.bool)
-        planned = ((v[check] - 1) @ cost_adv[check]).item() * n / int(check.sum())
-        realised = ((ratio[check] - 1) @ cost_adv[check]).item() * n / int(check.sum())
-    if calibrate:
-        calibration.update(planned, realised)
     value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist() if critic_losses else (math.nan,) * 2
     return {
         "cppo/theta": e_info["theta"],
@@ -523,16 +445,13 @@ def cppo_update(
         "cppo/fit_error": fit_error,
         "cppo/fit_kl": fit_kl,
         "cppo/step_scale": scale,
-        "cppo/cost_share": cost_share,
-        "cppo/planned_cost_change": planned / n,
-        "cppo/realised_cost_change": realised / n,
         "kl": kl,
         "entropy": (0.5 + 0.5 * math.log(2 * math.pi) + actor.log_std.detach()).sum().item(),
         "policy_loss": torch.stack(policy_losses).mean().item(),
         "value_loss": value_loss,
         "cost_value_loss": cost_value_loss,
         "time_e_step": e_step_seconds,
-    }
+    }, bool(e_info["recovery"])
 
 
 def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
@@ -552,7 +471,7 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
     obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
     episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
-    column is one environment's (or one imagined rollout's) own sequence."""
+    column is one sequence of its own (e.g. one environment's)."""
     with torch.no_grad():
         old_mean = actor.mean(obs[:-1])
         logp = gaussian_log_prob(act, old_mean, actor.log_std)
@@ -576,22 +495,13 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     }
 
 
-def scheduled_cost_limit(args: Args, step: int) -> float:
-    """The limit the update aims for at `step`: --cost-limit, or with --cost-limit-start a linear fall from it
-    to --cost-limit over the first --cost-limit-anneal of the steps."""
-    if args.cost_limit_start is None:
-        return args.cost_limit
-    frac = min(1.0, step / (args.cost_limit_anneal * args.total_timesteps))
-    return args.cost_limit_start + frac * (args.cost_limit - args.cost_limit_start)
-
-
-def recovery_switch(in_recovery: bool, measured_cost: float, cost_limit: float, args: Args) -> bool:
+def recovery_switch(in_recovery: bool, cost_estimate: float, cost_limit: float, args: Args) -> bool:
     """The paper's bang-bang switch between the normal update and recovery: recovery ends once J_c is below the
     lower switch cost --recovery-exit-frac * d; with --recovery-trigger cost it starts once J_c is above d (with
     infeasible, the default, the update starts it when the E-step finds nothing feasible). Otherwise it stays."""
-    if measured_cost < args.recovery_exit_frac * cost_limit:
+    if cost_estimate < args.recovery_exit_frac * cost_limit:
         return False
-    if args.recovery_trigger == "cost" and measured_cost > cost_limit:
+    if args.recovery_trigger == "cost" and cost_estimate > cost_limit:
         return True
     return in_recovery
 
@@ -612,10 +522,9 @@ def main(args: Args) -> dict:
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
     episode_len = gymnasium.spec(args.env_id).max_episode_steps  # L in the per-step margin d' = (d - J_c) / L
-    measured_cost = 0.0
+    cost_estimate = 0.0
     in_recovery = False
     cost_window = CostWindow(args.cost_window)
-    calibration = CostCalibration(args.cost_calibration, minimum=args.cost_share_min)
 
     T, N = args.num_steps, args.num_envs
     batch_size = T * N
@@ -683,17 +592,14 @@ def main(args: Args) -> dict:
         # until J_c is below the lower switch cost (the paper's bang-bang switch). The per-step margin d'.
         if finished:
             last_episodes = Episode(*np.mean(finished, axis=0))
-            measured_cost = cost_window.add(episode.cost for episode in finished)
-        cost_limit = scheduled_cost_limit(args, global_step)
-        in_recovery = recovery_switch(in_recovery, measured_cost, cost_limit, args)
-        cost_margin = (cost_limit - measured_cost) / episode_len
+            cost_estimate = cost_window.add(episode.cost for episode in finished)
+        in_recovery = recovery_switch(in_recovery, cost_estimate, args.cost_limit, args)
+        cost_margin = (args.cost_limit - cost_estimate) / episode_len
 
-        if args.cost_calibration and N > 1:  # an eighth of the batch (in turn) checks what the update realises
-            batch["held_out"] = held_out_samples(T, N, update, device)
-        stats = cppo_update(
-            actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery, calibration, args
+        stats, recovered = cppo_update(
+            actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery, args
         )
-        in_recovery = in_recovery or stats["cppo/recovery"] == 1.0  # e.g. the E-step found nothing feasible
+        in_recovery = in_recovery or recovered  # e.g. the E-step found nothing feasible
         for name in ("policy_loss", "value_loss", "cost_value_loss"):
             if not np.isfinite(stats[name]):
                 raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
@@ -701,9 +607,9 @@ def main(args: Args) -> dict:
         logger.log(
             {
                 **episode_columns(global_step, last_episodes, finished, cumulative_cost, start_time),
-                "cost_limit": cost_limit,
+                "cost_limit": args.cost_limit,
                 "cost_margin": cost_margin,
-                "cost_estimate": cost_window.mean,
+                "cost_estimate": cost_estimate,
                 "cost_estimate_episodes": len(cost_window.costs),
                 "learning_rate": lr,
                 **stats,
@@ -747,15 +653,11 @@ def check_args(args: Args) -> None:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
-    if args.cost_limit_start is not None and not args.cost_limit <= args.cost_limit_start < math.inf:
-        raise SystemExit(f"error: --cost-limit-start must be >= --cost-limit, got {args.cost_limit_start}")
-    if not 0 < args.cost_limit_anneal <= 1:
-        raise SystemExit(f"error: --cost-limit-anneal must be in (0, 1], got {args.cost_limit_anneal}")
     for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
         if not 0 <= getattr(args, name) <= 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0 < args.cost_share_min <= 1:
-        raise SystemExit(f"error: --cost-share-min must be in (0, 1], got {args.cost_share_min}")
+    if not 0 < args.cost_gain < math.inf:
+        raise SystemExit(f"error: --cost-gain must be positive and finite, got {args.cost_gain}")
     if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):
         raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
     if args.recovery_trigger not in ("infeasible", "cost"):

@@ -1,6 +1,6 @@
 """cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, the recovery angle
-(theta_f from kappa), the calibrated cost lever, the cost window, the M-step and its scaling to the KL budget,
-the held-out samples, the recovery switch and the cost-limit curriculum."""
+(theta_f from kappa), the cost gain, the cost window, the M-step and its scaling to the KL budget and the
+recovery switch."""
 
 import math
 
@@ -284,38 +284,17 @@ def test_recovery_angle_is_the_papers_clip(kappa, case):
         assert ((v - 1).double() @ cost_adv).item() == pytest.approx(400 * margin, rel=1e-9)
 
 
-def test_calibrated_cost_share_scales_kappa_and_turns_a_small_violation_into_recovery():
+def test_cost_gain_scales_kappa_and_turns_a_small_violation_into_recovery():
     rng = np.random.default_rng(8)
     adv, cost_adv = random_case(rng, 300, 0.0)
     margin = -0.3 * radius(300) * cost_adv.norm().item() / 300  # a small violation: kappa = -0.3
     _, plain = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA)
-    v, calibrated = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA, cost_share=0.25)
-    assert plain["kappa"] == pytest.approx(-0.3) and calibrated["kappa"] == pytest.approx(-1.2)
+    v, gained = cppo.solve_target_ratio(adv, cost_adv, margin, DELTA, cost_gain=4.0)
+    assert plain["kappa"] == pytest.approx(-0.3) and gained["kappa"] == pytest.approx(-1.2)
     assert plain["recovery"] == 0.0 and plain["theta"] == pytest.approx(math.acos(-0.3))  # a slight bend
-    assert calibrated["recovery"] == 1.0 and calibrated["theta"] == pytest.approx(math.pi)  # all cost descent
-    _, room = cppo.solve_target_ratio(
-        adv, cost_adv, -margin, DELTA, cost_share=0.25
-    )  # under the limit: kappa 1.2, free
+    assert gained["recovery"] == 1.0 and gained["theta"] == pytest.approx(math.pi)  # all cost descent
+    _, room = cppo.solve_target_ratio(adv, cost_adv, -margin, DELTA, cost_gain=4.0)  # under the limit: kappa 1.2, free
     assert room["kappa"] == pytest.approx(1.2) and room["theta"] == pytest.approx(theta_a_of(adv, cost_adv))
-
-
-def test_cost_calibration_is_the_running_slope_of_realised_on_planned():
-    calibration = cppo.CostCalibration(True, momentum=0.5, minimum=0.02)
-    assert calibration.share == 1.0  # the paper's model until something is measured
-    for planned in (4.0, -2.0, 8.0, -1.0):
-        calibration.update(planned, 0.1 * planned)
-    assert calibration.share == pytest.approx(0.1)
-    calibration.update(5.0, -50.0)  # realised against the plan: clipped at the minimum
-    assert calibration.share == 0.02
-    for _ in range(60):
-        calibration.update(1.0, 3.0)  # realised more than planned: never above 1
-    assert calibration.share == 1.0
-    nothing = cppo.CostCalibration(True)
-    nothing.update(0.0, 0.3)  # no plan, nothing learnt
-    assert nothing.share == 1.0
-    off = cppo.CostCalibration(False)
-    off.update(4.0, 0.4)
-    assert off.share == 1.0
 
 
 def test_cost_window_is_the_mean_of_the_last_episodes():
@@ -350,22 +329,20 @@ def synthetic_batch(n=2000, obs_dim=6, act_dim=2, seed=0):
 
 
 def updater(actor, obs_dim=6):
-    """cppo_update of `actor` with fresh critics and optimizers kept across calls: update(batch, margin,
-    calibration, args, **kw), never in forced recovery."""
+    """cppo_update of `actor` with fresh critics and optimizers kept across calls: update(batch, margin, args,
+    **kw), never in forced recovery."""
     critic, cost_critic = cppo.Critic(obs_dim), cppo.Critic(obs_dim)
     optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
     critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
-    return lambda batch, margin, calibration, args, **kw: cppo.cppo_update(
-        actor, critic, cost_critic, optimizer, critic_optimizer, batch, margin, False, calibration, args, **kw
-    )
+    return lambda batch, margin, args, **kw: cppo.cppo_update(
+        actor, critic, cost_critic, optimizer, critic_optimizer, batch, margin, False, args, **kw
+    )[0]
 
 
 @pytest.mark.parametrize("max_step_scale", [0.0, 10.0])
 def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
     actor, batch = synthetic_batch()
-    stats = updater(actor)(
-        batch, 1.0, cppo.CostCalibration(False), cppo.Args(max_step_scale=max_step_scale, num_minibatches=8)
-    )
+    stats = updater(actor)(batch, 1.0, cppo.Args(max_step_scale=max_step_scale, num_minibatches=8))
     with torch.no_grad():
         kl = (
             cppo.gaussian_kl(batch["old_mean"], torch.full((2,), -0.5), actor.mean(batch["obs"]), actor.log_std)
@@ -394,17 +371,6 @@ def test_scale_step_to_kl_shrinks_a_step_that_overshoots():
     with torch.no_grad():
         now = cppo.gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
     assert 0 < scale < 1 and now == pytest.approx(kl) and 0.9 * DELTA <= now <= DELTA
-
-
-def test_calibration_is_measured_on_real_updates_only():
-    actor, batch = synthetic_batch(seed=3)
-    batch["held_out"] = torch.arange(2000) % 8 == 0
-    calibration, update, args = cppo.CostCalibration(True), updater(actor), cppo.Args(num_minibatches=8)
-    update(batch, -0.01, calibration, args, calibrate=False)
-    assert calibration.den == 0.0 and calibration.share == 1.0  # e.g. an imagined update: nothing measured
-    stats = update(batch, -0.01, calibration, args)
-    assert calibration.den > 0 and np.isfinite(stats["cppo/realised_cost_change"])
-    assert stats["cppo/planned_cost_change"] < 0  # over the limit: the plan lowers cost
 
 
 @pytest.mark.slow
@@ -451,53 +417,3 @@ def test_recovery_switch_by_hand(trigger):
         assert switch(True, cost) is True and switch(False, cost) is False
     assert switch(True, 20.1) is True
     assert switch(False, 20.1) is (trigger == "cost")
-
-
-def test_cost_limit_curriculum_falls_linearly_then_holds():
-    args = cppo.Args(cost_limit=25.0, total_timesteps=1_000_000)
-    assert cppo.scheduled_cost_limit(args, 0) == 25.0 and cppo.scheduled_cost_limit(args, 900_000) == 25.0
-    args = cppo.Args(cost_limit=25.0, cost_limit_start=75.0, cost_limit_anneal=0.5, total_timesteps=1_000_000)
-    assert cppo.scheduled_cost_limit(args, 0) == 75.0
-    assert cppo.scheduled_cost_limit(args, 250_000) == pytest.approx(50.0)
-    assert cppo.scheduled_cost_limit(args, 500_000) == pytest.approx(25.0)
-    assert cppo.scheduled_cost_limit(args, 999_000) == 25.0
-
-
-def test_held_out_samples_are_not_fitted():
-    # Mark the held-out samples' observations; the M-step's minibatches must never contain them, and the
-    # calibration must still see them. Every sample held out is an error, not a silent no-op.
-    actor, batch = synthetic_batch(seed=4)
-    held_out = torch.arange(2000) % 8 == 3
-    batch["obs"][held_out, 0] = 123.0
-    batch["held_out"] = held_out
-    seen, log_prob = [], actor.log_prob
-    actor.log_prob = lambda obs, act: (seen.append(obs[:, 0].detach().clone()), log_prob(obs, act))[1]
-    calibration, update = cppo.CostCalibration(True), updater(actor)
-    update(batch, -0.01, calibration, cppo.Args(num_minibatches=8, update_epochs=2))
-    fitted = torch.cat(seen[:-1])  # the last call: the whole batch, to measure the realised change
-    assert len(seen[-1]) == 2000 and (seen[-1] == 123.0).sum() == 250
-    assert len(fitted) == 2 * 1750 and not (fitted == 123.0).any()
-    assert calibration.den > 0
-    batch["held_out"] = torch.ones(2000, dtype=torch.bool)
-    with pytest.raises(ValueError, match="held out"):
-        update(batch, -0.01, calibration, cppo.Args(num_minibatches=8))
-
-
-def test_held_out_samples_are_an_eighth_of_the_batch_in_turn():
-    # 8 envs: one env's trajectory, env = update mod 8 (flattened index t * N + env)
-    for update in range(16):
-        expected = torch.arange(1000 * 8) % 8 == update % 8
-        assert torch.equal(cppo.held_out_samples(1000, 8, update), expected)
-    # 2 envs x 4000 steps: 1000 consecutive steps of one env; 8 updates hold out every sample exactly once
-    seen = torch.zeros(4000, 2, dtype=torch.int64)
-    for update in range(8):
-        mask = cppo.held_out_samples(4000, 2, update).reshape(4000, 2)
-        assert mask.sum() == 1000
-        env = int(mask.any(0).nonzero())
-        steps = mask[:, env].nonzero().squeeze(1)
-        assert torch.equal(steps, torch.arange(steps[0], steps[0] + 1000))
-        seen += mask
-    assert torch.equal(seen, torch.ones(4000, 2, dtype=torch.int64))
-    # 16 envs: still one env's trajectory (a sixteenth)
-    assert cppo.held_out_samples(100, 16, 5).reshape(100, 16)[:, 5].all()
-    assert cppo.held_out_samples(100, 16, 5).sum() == 100

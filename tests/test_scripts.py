@@ -51,7 +51,6 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
             "cppo/clipped_fraction",
             "cppo/m_step_epochs",
             "cppo/step_scale",
-            "cppo/cost_share",
             "kl",
             "entropy",
             "cost_limit",
@@ -64,7 +63,6 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
     "dyna_cppo": (
         [
             "cppo/theta",
-            "cppo/cost_share",
             "cppo/step_scale",
             "cost_limit",
             "cost_estimate",
@@ -279,9 +277,7 @@ SCRIPT_BAD_INPUT = {
         ({"max_step_scale": -1.0}, ["--max-step-scale"]),
         ({"cost_window": 0}, ["--cost-window"]),
         ({"recovery_trigger": "always"}, ["--recovery-trigger"]),
-        ({"cost_limit_start": 10.0}, ["--cost-limit-start", ">= --cost-limit"]),
-        ({"cost_limit_anneal": 0.0}, ["--cost-limit-anneal"]),
-        ({"cost_share_min": 0.0}, ["--cost-share-min"]),
+        ({"cost_gain": 0.0}, ["--cost-gain"]),
         ({"max_step_scale": 0.5}, ["--max-step-scale"]),
     ],
     "dyna_cppo": [
@@ -290,8 +286,7 @@ SCRIPT_BAD_INPUT = {
         ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
         ({"model_rollouts": -1}, ["--model-rollouts"]),
         ({"cost_window": 0}, ["--cost-window"]),
-        ({"cost_share_min": 2.0}, ["--cost-share-min"]),
-        ({"cost_limit_start": float("nan")}, ["--cost-limit-start"]),
+        ({"cost_gain": float("inf")}, ["--cost-gain"]),
     ],
     "cvpo": [
         ({"batch_size": 0}, ["--batch-size", "positive"]),
