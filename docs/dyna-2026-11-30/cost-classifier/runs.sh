@@ -8,5 +8,6 @@ run --arch sets --pool 2                             # learned per-group max-poo
 run --arch sets --pool 1 --losses bce                # ... next to the full state
 run --hidden 200 --act relu --pool 0,2 --losses bce  # a bigger net
 run --inputs obsact --pool 0,2 --losses bce          # (s, a): what the dynamics model's hidden layer sees
-run --inputs 'obsact,obsact>pred,obsact+pred,pred,next>pred' --arch sets --pool 2 --losses bce  # with the model's s_hat
+run --inputs 'obsact,obsact>pred,pred,next>pred' --arch sets --pool 2 --losses bce  # with the model's s_hat
+run --inputs 'obsact+pred' --arch sets --pool 2 --losses bce  # (s, a) head trained on real and predicted s
 } | tee results.txt

@@ -8,11 +8,13 @@ as dyna_cppo.py does (its RunningMeanStd over the training rollouts' observation
   next>pred  trained on the true s', scored on s_hat: a separate head as imagination would use it
   obsact>pred  trained on (s, a), scored on (s_hat_t, a_t) (s_hat_t predicted from s_{t-1}): imagination's step 2
   obsact+pred  the same, trained on the real (s, a) and the predicted (s_hat_t, a_t) together
---pool adds, per observation group of the env (its observation-space dict: every sensor, not picked by hand),
-the max of the group's raw values (standardised): the max-pool a lidar group needs, computed for all groups.
+--pool 1 adds, per observation group of the env (its observation-space dict: every sensor, not picked by hand),
+the max of the group's raw values (standardised); --pool 2 keeps those maxima (and the action) only. --arch sets
+learns the pool: per group an encoder shared by its elements and a max over them (SetsNet).
 Metrics on rollout 7: Brier skill = 1 - Brier / (rate (1 - rate)) with the rollout's own rate (dyna_cppo.py's
-model/cost_skill), precision and recall of p > 0.5, the skill of that 0/1 prediction, AUC. For bcew (pos_weight w = negatives / positives) also
-the skill after removing the known prior shift, logit - log w ("cal"). Mean (and min..max) over seeds."""
+model/cost_skill), precision and recall of p > 0.5, the skill of that 0/1 prediction (thr_skill), AUC. For
+bcew (pos_weight w = negatives / positives) also the skill after removing the known prior shift, logit - log w
+("cal"). Mean (and min..max) over seeds."""
 import argparse
 import os
 import sys
