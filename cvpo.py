@@ -159,12 +159,18 @@ class Actor(nn.Module):
 
 
 class QNetwork(nn.Module):
+    """Q(s, a), an MLP on [s, a] whose first layer takes s and a apart: the K actions sampled for each state in
+    the E-step then share the state's part (obs [B, O] with actions [K, B, A] broadcasts to Q of shape [K, B])."""
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: int):
         super().__init__()
-        self.q = MLP(obs_dim + act_dim, 1, hidden)
+        self.q, self.obs_dim = MLP(obs_dim + act_dim, 1, hidden), obs_dim
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.q(torch.cat([obs, action], dim=-1)).squeeze(-1)
+        first, second, last = self.q.layers
+        w_obs, w_act = first.weight[:, : self.obs_dim], first.weight[:, self.obs_dim :]
+        x = F.relu(F.linear(obs, w_obs, first.bias) + F.linear(action, w_act))
+        return F.linear(F.relu(F.linear(x, second.weight, second.bias)), last.weight, last.bias).squeeze(-1)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -176,6 +182,15 @@ def per_step_cost_limit(cost_limit: float, gamma: float, episode_len: int) -> fl
     """The episodic limit d as a limit on Q_c: d spread evenly over the L steps of an episode, discounted:
     d (1 - g^L) / ((1 - g) L)."""
     return cost_limit * (1 - gamma**episode_len) / ((1 - gamma) * episode_len)
+
+
+def discounted_cost_to_go(costs: np.ndarray, gamma: float) -> np.ndarray:
+    """G_t = sum_k gamma^k c_{t+k} to the end of the given costs (one episode): what Q_c estimates, realised."""
+    out, running = np.zeros(len(costs)), 0.0
+    for t in range(len(costs) - 1, -1, -1):
+        running = costs[t] + gamma * running
+        out[t] = running
+    return out
 
 
 def dual_function(x: np.ndarray, q_r: np.ndarray, q_c: np.ndarray, eps_kl: float, q_limit: float):
@@ -351,6 +366,8 @@ UPDATE_KEYS = (
     "q_c_loss",
     "q_r",
     "q_c",
+    "q_c_taken",
+    "cost_to_go",
     "policy_loss",
     "cvpo/eta",
     "cvpo/lambda",
@@ -398,6 +415,12 @@ def main(args: Args) -> dict:
     next_log = args.log_every  # the step of the next progress row
     update_credit = 0  # env steps not yet paid for by updates (one update per update_every steps)
     rng = np.random.default_rng(args.seed)
+    # The cost critic checked against what the policy paid: each env's episode so far, and from every finished one
+    # a sample of (state, action, realised discounted cost-to-go), taken where the episode's end is >= `horizon`
+    # steps away (there gamma^horizon <= 0.05 of the cost-to-go is cut off).
+    episode_steps = [[] for _ in range(N)]
+    horizon = int(np.ceil(np.log(0.05) / np.log(args.gamma)))
+    checks = []
 
     while global_step < args.total_timesteps:
         # Act: uniformly random actions until learning starts, then samples of the current policy.
@@ -413,13 +436,19 @@ def main(args: Args) -> dict:
             real_next_obs[i] = info["final_observation"][i]
         buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
         obs_rms.update(next_obs)
-        raw_obs = next_obs
+        raw_obs_prev, raw_obs = raw_obs, next_obs
         global_step += N
         update_credit += N
         cumulative_cost += cost.sum()
         ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+        for i in range(N):
+            episode_steps[i].append((raw_obs_prev[i], actions[i], cost[i]))
         for i in np.flatnonzero(terminated | truncated):
             finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
+            o, a, c = (np.array(x) for x in zip(*episode_steps[i]))
+            keep = np.arange(0, max(len(c) - horizon, 0), 8)
+            checks.append((o[keep], a[keep], discounted_cost_to_go(c, args.gamma)[keep]))
+            episode_steps[i] = []
             ep_return[i], ep_cost[i], ep_len[i] = 0.0, 0.0, 0
 
         while global_step >= args.learning_starts and update_credit >= args.update_every:
@@ -435,7 +464,7 @@ def main(args: Args) -> dict:
                 old_mean, old_std = target_actor(obs)
                 noise = torch.randn((K,) + old_mean.shape, device=device)
                 sampled = (old_mean + old_std * noise).clamp(actor.center - actor.scale, actor.center + actor.scale)
-                q_r, q_c = target_q_values(target_critics, obs.expand(K, -1, -1), sampled)
+                q_r, q_c = target_q_values(target_critics, obs, sampled)
             eta, lam = solve_dual(q_r.cpu().numpy(), q_c.cpu().numpy(), args.dual_constraint, q_limit, (eta, lam))
             update_stats = {"q_r_loss": q_r_loss, "q_c_loss": q_c_loss, "q_r": q_r.mean().item()}
             update_stats.update({"q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam})
@@ -454,6 +483,13 @@ def main(args: Args) -> dict:
             if finished:
                 last_episodes = Episode(*np.mean(finished, axis=0))
             means = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
+            if checks and stats:
+                o, a, g = (np.concatenate(x) for x in zip(*checks))
+                with torch.no_grad():
+                    x = torch.as_tensor(obs_rms.normalize(o), dtype=torch.float32, device=device)
+                    q_taken = critics[2](x, torch.as_tensor(a, dtype=torch.float32, device=device))
+                means.update(q_c_taken=q_taken.mean().item(), cost_to_go=float(g.mean()))
+            checks = []
             if not np.isfinite(means.get("policy_loss", 0.0)):
                 raise SystemExit(f"error: non-finite policy_loss at step {global_step}; stopping")
             logger.log(

@@ -102,6 +102,16 @@ def test_per_step_cost_limit():
     assert cvpo.per_step_cost_limit(d, 0.9, T) == pytest.approx(sum(d / T * 0.9**t for t in range(T)))
 
 
+def test_discounted_cost_to_go_on_a_hand_made_episode():
+    """Costs 0, 1, 0, 1 at gamma 0.5: G_3 = 1, G_2 = 0.5, G_1 = 1 + 0.25 = 1.25, G_0 = 0.625."""
+    g = cvpo.discounted_cost_to_go(np.array([0.0, 1.0, 0.0, 1.0]), 0.5)
+    np.testing.assert_allclose(g, [0.625, 1.25, 0.5, 1.0])
+    # A constant cost d / T per step for T steps: G_0 is the per-step limit (the two conversions agree).
+    assert cvpo.discounted_cost_to_go(np.full(1000, 25 / 1000), 0.99)[0] == pytest.approx(
+        cvpo.per_step_cost_limit(25.0, 0.99, 1000)
+    )
+
+
 def m_step_kls(args, calls: int):
     """Repeated M-steps on one fixed batch, with the weights of an E-step (KL 0.1) that favours larger actions."""
     torch.manual_seed(0)
