@@ -471,9 +471,10 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
-# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
-# looks the names up when main runs.
+# which checks this script's own arguments, env_layout (no --num-steps; 4 envs on velocity tasks), and
+# save_checkpoint and load_checkpoint (the squashed actor and its action box): argument checks, env layout,
+# observation normalisation, vector envs, evaluation, checkpoints, the run logger. Nothing above depends on
+# where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -829,7 +830,7 @@ def minutes(seconds: float) -> str:
 
 
 class RunLogger:
-    """One row per log interval: to progress.csv, to W&B with --track, and a progress line on stdout."""
+    """One progress row per call of log: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
         self.path = os.path.join(run_dir, "progress.csv")
