@@ -107,9 +107,9 @@ class Args:
     """the discount factor of the cost critic"""
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
-    kl_budget: float = 0.02
-    """delta: the E-step's KL budget (sets the radius R), the M-step's early-stop threshold on mean KL and the
-    KL the scaled step reaches"""
+    max_kl: float = 0.02
+    """delta, the trust region in mean KL(pi_old || pi_new): it sets the E-step's radius R, the M-step stops fitting
+    once the mean KL passes it, and the scaled step reaches it"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
     max_step_scale: float = 10.0
@@ -383,13 +383,13 @@ def cppo_update(
     train_critics: bool = True,
 ) -> tuple:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the trust region (--max-step-scale),
     `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the
     update's log keys and whether it recovered."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
-    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, args.cost_gain)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.max_kl, in_recovery, args.cost_gain)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -427,11 +427,11 @@ def cppo_update(
             policy_epochs += 1
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
-            fitting = kl <= args.kl_budget
+            fitting = kl <= args.max_kl
     fit_kl = kl
     scale = 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
-        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget, args.max_step_scale)
+        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.max_kl, args.max_step_scale)
     with torch.no_grad():
         ratio = (actor.log_prob(obs, act) - logp).exp()
         fit_error = (ratio - v).abs().mean().item()
@@ -647,7 +647,7 @@ def check_args(args: Args) -> None:
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "critic_learning_rate", "kl_budget"):
+    for name in ("learning_rate", "critic_learning_rate", "max_kl"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:

@@ -12,7 +12,7 @@ CPPO (Xuan et al. 2023, arXiv:2305.14216) and Dyna (Sutton 1991). Each iteration
    trajectory, and the cost margin from real episodes only.
 The CPPO update (cppo_update) is cppo.py's line for line, with its departures from the paper (KL-scaled M-step,
 cost gain, cost window; see cppo.py's docstring). The imagined update keeps the plain regression step (not
-scaled to the KL budget), so that one iteration does not move the policy by two trust regions.
+scaled to the trust region), so that one iteration does not move the policy by two trust regions.
 Departures from Algorithm 1 (the last three can be undone):
 - the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles
   (a goal reached is a rare +1 the state cannot foretell). Trained on raw rewards (~0.02 per step) beside the
@@ -114,9 +114,9 @@ class Args:
     """the discount factor of the cost critic"""
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
-    kl_budget: float = 0.02
-    """delta: the E-step's KL budget (sets the radius R), the M-step's early-stop threshold on mean KL and the
-    KL the scaled step reaches"""
+    max_kl: float = 0.02
+    """delta, the trust region in mean KL(pi_old || pi_new): it sets the E-step's radius R, the M-step stops fitting
+    once the mean KL passes it, and the scaled step reaches it"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
     max_step_scale: float = 10.0
@@ -148,7 +148,7 @@ class Args:
     against the mean reward), measured on the latest rollout's windows before it trains on them; otherwise the
     iteration is CPPO's. -inf imagines whatever the model's skill, as Algorithm 1 does"""
     imagined_kl_frac: float = 0.5
-    """the imagined update's trust region as a fraction of --kl-budget (the real update may have spent all of it);
+    """the imagined update's trust region as a fraction of --max-kl (the real update may have spent all of it);
     1 is Algorithm 1"""
     imagined_critics: bool = False
     """if toggled, the imagined update also fits both critics to model-made returns, which feed the next real GAE
@@ -422,13 +422,13 @@ def cppo_update(
     train_critics: bool = True,
 ) -> tuple:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the trust region (--max-step-scale),
     `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the
     update's log keys and whether it recovered."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
-    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, args.cost_gain)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.max_kl, in_recovery, args.cost_gain)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -466,11 +466,11 @@ def cppo_update(
             policy_epochs += 1
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
-            fitting = kl <= args.kl_budget
+            fitting = kl <= args.max_kl
     fit_kl = kl
     scale = 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
-        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget, args.max_step_scale)
+        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.max_kl, args.max_step_scale)
     with torch.no_grad():
         ratio = (actor.log_prob(obs, act) - logp).exp()
         fit_error = (ratio - v).abs().mean().item()
@@ -842,7 +842,7 @@ def imagined_update(
     no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
     no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
     batch = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end, no_final, args)
-    imagined_args = dataclasses.replace(args, kl_budget=args.imagined_kl_frac * args.kl_budget)
+    imagined_args = dataclasses.replace(args, max_kl=args.imagined_kl_frac * args.max_kl)
     stats, _ = cppo_update(
         actor,
         critic,
@@ -1050,7 +1050,7 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --horizon {args.horizon} is longer than an episode of {args.env_id} ({episode_len})")
     if args.multi_step_k > args.num_steps:
         raise SystemExit(f"error: --multi-step-k {args.multi_step_k} is longer than a rollout (--num-steps)")
-    for name in ("learning_rate", "critic_learning_rate", "kl_budget", "model_lr"):
+    for name in ("learning_rate", "critic_learning_rate", "max_kl", "model_lr"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:

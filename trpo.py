@@ -82,7 +82,7 @@ class Args:
     """the discount factor"""
     gae_lambda: float = 0.95
     """the GAE lambda"""
-    target_kl: float = 0.01
+    max_kl: float = 0.01
     """the trust-region radius delta: mean KL(pi_old || pi_new) of an accepted step is at most this"""
     cg_iters: int = 15
     """conjugate-gradient iterations for x = F^-1 g"""
@@ -344,7 +344,7 @@ def main(args: Args) -> dict:
             b_act,
             b_adv,
             b_logp,
-            args.target_kl,
+            args.max_kl,
             args.cg_iters,
             args.cg_damping,
             args.line_search_steps,
@@ -414,7 +414,7 @@ def check_args(args: Args) -> None:
     ):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "target_kl"):
+    for name in ("learning_rate", "max_kl"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not 0 < args.line_search_decay < 1:

@@ -267,12 +267,12 @@ SCRIPT_BAD_INPUT = {
         ({"pid_error_bound": 0.0}, ["--pid-error-bound"]),
     ],
     "trpo": [
-        ({"target_kl": 0.0}, ["--target-kl"]),
+        ({"max_kl": 0.0}, ["--max-kl"]),
         ({"cg_iters": 0}, ["--cg-iters"]),
         ({"line_search_decay": 1.0}, ["--line-search-decay"]),
     ],
     "cppo": [
-        ({"kl_budget": -0.1}, ["--kl-budget"]),
+        ({"max_kl": -0.1}, ["--max-kl"]),
         ({"ratio_floor": 1.5}, ["--ratio-floor"]),
         ({"max_step_scale": -1.0}, ["--max-step-scale"]),
         ({"cost_window": 0}, ["--cost-window"]),
