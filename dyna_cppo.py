@@ -1,30 +1,21 @@
 """Dyna-CPPO: CPPO with a multi-step dynamics model and imagined rollouts, on Safety-Gymnasium, in one file.
 
-The seed report's Algorithm 1 (CS-8803-DRL, "Constrained Proximal Policy Optimization", section 2), built on
-CPPO (Xuan et al. 2023, arXiv:2305.14216) and Dyna (Sutton 1991). Each iteration:
+Algorithm 1 of a course project report (CS-8803-DRL, "Constrained Proximal Policy Optimization", section 2),
+restated here: CPPO (Xuan et al. 2023, arXiv:2305.14216) with Dyna (Sutton 1991). Each iteration:
 1. collect a real rollout and run the CPPO update on it (E-step target ratios, M-step fit; see cppo.py);
 2. store the real transitions, with their episode boundaries, in a replay buffer D_real;
-3. train a dynamics model F(s, a) -> (s' - s, r, c) with the multi-step loss (Eq. 5 of the report):
-   sum_k w_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, rolling the model on its own predictions over real
-   sequences that do not cross an episode end;
+3. train a dynamics model F(s, a) -> (s' - s, r, c) with the report's multi-step loss (its Eq. 5),
+   sum_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, F rolling on its own predictions over real windows of one episode;
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
    trajectory, and the cost margin from real episodes only.
-The CPPO update (cppo_update) is cppo.py's line for line, with its departures from the paper (KL-scaled M-step,
-cost gain, cost window; see cppo.py's docstring). The imagined update keeps the plain regression step (not
-scaled to the trust region), so that one iteration does not move the policy by two trust regions.
-Departures from Algorithm 1 (the last three can be undone):
-- the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles
-  (a goal reached is a rare +1 the state cannot foretell). Trained on raw rewards (~0.02 per step) beside the
-  state error, it was no better than predicting the mean: on steps without a goal its MSE was 30x the mean's,
-  and 0.23x with the scaling (offline: PointGoal1, a random policy, 7 rollouts trained, the 8th scored);
-- imagination is gated: only while the model beats its baselines on the latest rollout's windows, in state
-  (a zero-change and a mean-delta predictor) and in reward (the mean), by more than --imagination-min-skill
-  (default 0; -inf imagines always, as Algorithm 1 does);
-- the imagined update's trust region is --imagined-kl-frac * delta (default 0.5; 1 is Algorithm 1);
-- the critics learn from real data only; --imagined-critics also fits them to model-made returns, which then
-  feed the next real GAE (Algorithm 1).
+The CPPO update (cppo_update) is cppo.py's line for line, with the departures from the paper its docstring names.
 With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
+Departures from Algorithm 1 (the measurements: docs/history.md, "Earlier measurements"):
+- the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles;
+- --imagination-min-skill 0: imagine only while the model beats its no-model baselines (-inf: always, Algorithm 1);
+- --imagined-kl-frac 0.5: the imagined update's trust region is 0.5 delta, its step not scaled (1: Algorithm 1);
+- --imagined-critics off: the critics learn from real returns only (on: also from imagined ones, Algorithm 1).
 
 Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5 --save-model
        python dyna_cppo.py --eval-checkpoint runs/<run>/dyna_cppo.pt   # evaluate a saved policy, both modes
@@ -155,8 +146,6 @@ class Args:
     (Algorithm 1); by default the critics learn from real data only"""
     multi_step_k: int = 5
     """K: the model is trained on its own k-step predictions, k = 1..K"""
-    model_step_weight: float = 1.0
-    """w_k = model_step_weight ** (k - 1) in the multi-step loss"""
     model_epochs: int = 2
     """passes over the windows of the replay buffer per iteration"""
     model_lr: float = 1e-3
@@ -571,11 +560,11 @@ class DynamicsModel(nn.Module):
         return obs + out[..., :-2], self.reward_stats[2] + self.reward_stats[3] * out[..., -2], out[..., -1]
 
 
-def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_weight: float = 1.0):
+def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost):
     """The report's Eq. 5 on real windows: obs [B, D] start states, act [B, K, A], next_obs [B, K, D],
-    rew and cost [B, K]. The model rolls on its own predictions; step k's state error ||s_hat - s||_2, its
-    reward MSE (in reward_scale units, on clipped targets) and its cost BCE are weighted by
-    w_k = step_weight ** (k - 1). Returns (loss, state error per k as a [K] tensor, detached)."""
+    rew and cost [B, K]. The model rolls on its own predictions; the loss sums, over k = 1..K, step k's state
+    error ||s_hat - s||_2, its reward MSE (in reward_scale units, on clipped targets) and its cost BCE.
+    Returns (loss, state error per k as a [K] tensor, detached)."""
     s_hat = obs
     loss, errors = 0.0, []
     for k in range(act.shape[1]):
@@ -584,7 +573,7 @@ def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_we
         reward_error = ((r_hat - model.reward_target(rew[:, k])) / model.reward_stats[3]).pow(2).mean()
         cost_target = cost[:, k].clamp(0.0, 1.0)  # costs are 0/1 events in most tasks: a probability
         step = error.mean() + reward_error + F.binary_cross_entropy_with_logits(c_logit, cost_target)
-        loss = loss + step_weight**k * step
+        loss = loss + step
         errors.append(error.mean().detach())
     return loss, torch.stack(errors)
 
@@ -710,7 +699,7 @@ def train_model(model: DynamicsModel, optimizer, replay, obs_rms: "RunningMeanSt
                 windows(replay[j], index[chunk][index[chunk][:, 0] == j][:, 1:], K, obs_rms, device)
                 for j in np.unique(index[chunk][:, 0])
             ]
-            loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)), args.model_step_weight)
+            loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)))
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=True)
@@ -726,18 +715,8 @@ def imagination_on(skill: float, update: int, args: Args) -> bool:
     return args.model_rollouts > 0 and update > args.model_start_iter and skill > args.imagination_min_skill
 
 
-def imagine(
-    model: DynamicsModel,
-    actor,
-    start_obs: torch.Tensor,
-    horizon: int,
-    low,
-    high,
-    reward_range,
-    cost_range,
-    generator: torch.Generator,
-):
-    """Roll the current policy through the model from all starts at once: time-major obs [H+1, M, D],
+def imagine(model, actor, start_obs, horizon: int, low, high, reward_range, cost_range, generator: torch.Generator):
+    """Roll the current policy through the model F from all starts at once: time-major obs [H+1, M, D],
     actions [H, M, A] (the policy's samples), rewards and costs [H, M] clipped to the ranges of real data."""
     obs, acts, rews, costs = [start_obs], [], [], []
     std = actor.log_std.exp()
@@ -787,14 +766,9 @@ class Dyna:
     def learn(self, rollout: dict, obs_rms: "RunningMeanStd", args: "Args", device) -> dict:
         """Steps 2 and 3: score the model on the rollout's windows before it trains on them (held out; against
         the baselines, once D_real has data), store the rollout in D_real, train. Returns the model's keys."""
-        self.reward_range = [
-            min(self.reward_range[0], rollout["rew"].min()),
-            max(self.reward_range[1], rollout["rew"].max()),
-        ]
-        self.cost_range = [
-            min(self.cost_range[0], rollout["cost"].min()),
-            max(self.cost_range[1], rollout["cost"].max()),
-        ]
+        rew, cost = rollout["rew"], rollout["cost"]
+        self.reward_range = [min(self.reward_range[0], rew.min()), max(self.reward_range[1], rew.max())]
+        self.cost_range = [min(self.cost_range[0], cost.min()), max(self.cost_range[1], cost.max())]
         start = time.time()
         stats = score_model(self.model, self.replay, rollout, obs_rms, args.multi_step_k, device) if self.replay else {}
         self.skill = np.minimum(stats.get("model/skill", np.nan), stats.get("model/reward_skill", np.nan))  # keeps NaN
@@ -814,27 +788,18 @@ class Dyna:
         stats = {"imagined/on": float(imagination_on(self.skill, update, args))}
         if stats["imagined/on"]:
             pick = torch.randint(len(states), (args.model_rollouts,), generator=self.generator).to(states.device)
-            stats |= imagined_update(self, *agent, states[pick], cost_margin, in_recovery, args)
+            stats |= imagined_update(self, agent, states[pick], cost_margin, in_recovery, args)
         stats["time_imagination"] = time.time() - start
         return stats
 
 
-def imagined_update(
-    dyna: "Dyna",
-    actor,
-    critic,
-    cost_critic,
-    optimizer,
-    critic_optimizer,
-    start_obs,
-    cost_margin: float,
-    in_recovery: bool,
-    args: "Args",
-) -> dict:
+def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_margin: float, in_recovery: bool, args: "Args") -> dict:
     """Imagination: H model steps of the current policy from `start_obs` (all at once), then the CPPO update on
-    them with a trust region of --imagined-kl-frac * delta, no step scaling, and the critics
-    trained only with --imagined-critics. The cost margin and recovery state are the real update's. Actions are
-    clipped to the action box, and imagined rewards and costs to the range of the real ones."""
+    them, agent = (actor, critic, cost_critic, optimizer, critic_optimizer), with a trust region of
+    --imagined-kl-frac * delta, no step scaling, and the critics trained only with --imagined-critics. The cost
+    margin and recovery state are the real update's. Actions are clipped to the action box, and imagined rewards
+    and costs to the range of the real ones."""
+    actor, critic, cost_critic = agent[:3]
     ranges = (dyna.reward_range, dyna.cost_range)
     img_obs, img_act, img_rew, img_cost = imagine(
         dyna.model, actor, start_obs, args.horizon, *dyna.bounds, *ranges, dyna.generator
@@ -844,17 +809,7 @@ def imagined_update(
     batch = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end, no_final, args)
     imagined_args = dataclasses.replace(args, max_kl=args.imagined_kl_frac * args.max_kl)
     stats, _ = cppo_update(
-        actor,
-        critic,
-        cost_critic,
-        optimizer,
-        critic_optimizer,
-        batch,
-        cost_margin,
-        in_recovery,
-        imagined_args,
-        scale_step=False,
-        train_critics=args.imagined_critics,
+        *agent, batch, cost_margin, in_recovery, imagined_args, scale_step=False, train_critics=args.imagined_critics
     )
     return {
         "imagined/return": img_rew.sum(0).mean().item(),
@@ -1023,20 +978,9 @@ def check_args(args: Args) -> None:
         raise SystemExit(
             f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
         )
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "num_steps",
-        "num_minibatches",
-        "update_epochs",
-        "cost_window",
-        "horizon",
-        "multi_step_k",
-        "model_epochs",
-        "model_hidden",
-        "model_batch_size",
-        "buffer_rollouts",
-    ):
+    cppo_counts = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window")
+    model_counts = ("horizon", "multi_step_k", "model_epochs", "model_hidden", "model_batch_size", "buffer_rollouts")
+    for name in cppo_counts + model_counts:
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.model_rollouts < 0 or args.model_start_iter < 0:
