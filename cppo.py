@@ -835,16 +835,7 @@ def policy_action(
     return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(
-    actor,
-    obs_rms,
-    env_id: str,
-    episodes: int,
-    seed: int,
-    device="cpu",
-    video_path: Optional[str] = None,
-    stochastic: bool = False,
-):
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path=None, stochastic=False):
     """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
     `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
     env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
@@ -873,9 +864,7 @@ def evaluate(
     return np.array(returns), np.array(costs)
 
 
-def final_evaluation(
-    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
-) -> dict:
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir=None) -> dict:
     """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
     one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
     Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
