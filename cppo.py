@@ -4,20 +4,17 @@ Xuan et al. 2023, "Constrained Proximal Policy Optimization", arXiv:2305.14216. 
 no Lagrange multiplier. Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
 - E-step: the ideal probability ratio v = 1 + v_bar of each sample solves
       max v_bar . A  s.t.  v_bar . A_c <= N d',  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0
-  with d' = (d - J_c) / L the per-step cost room (L the episode length), J_c the mean cost of the last
-  --cost-window (32) episodes. The solution lies in the plane of A_c and A (an angle theta); entries below
-  v = MIN_TARGET_RATIO are clipped and the rest re-solved. In recovery theta is clipped into
-  [max(theta_f, theta_A + pi/2), pi], theta_f = arccos(kappa) the smallest angle that reaches the feasible region.
+  with d' = (d - J_c) / L the per-step cost room (L the episode length), J_c the mean cost of recent episodes.
+  The solution lies in the plane of A_c and A (an angle theta); entries below v = MIN_TARGET_RATIO are clipped
+  and the rest re-solved. In recovery theta is clipped into [max(theta_f, theta_A + pi/2), pi].
 - Switch (bang-bang): once an update recovers, recovery lasts until J_c is below the lower switch cost.
 - M-step: epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored surrogate (stopping early
   once mean KL(pi_old || pi_theta) > delta).
-Departures from the paper (the measurements: docs/cppo.md):
-- --max-step-scale 10: the fitted step is scaled until the mean KL reaches delta (Eq. 9's constraint made active);
-  the regression alone stops far inside the trust region.
-- --cost-gain 50: the E-step plans with 50x the cost room (v_bar . A_c <= 50 N d'): the planned cost change is
-  mostly per-sample noise that the update does not realise. A violation bends theta toward -A_c, and recovery
-  starts once nothing in the trust region is feasible (--recovery-trigger infeasible; the paper's switch on
-  J_c > d is --recovery-trigger cost).
+Departures from the paper, each measured in docs/cppo.md:
+- --max-step-scale 10: the fitted step is scaled until the mean KL reaches delta (Eq. 9's constraint made active).
+- --cost-gain 50: the E-step plans with 50x the cost room, v_bar . A_c <= 50 N d' (the paper: 1).
+- --recovery-trigger infeasible: recovery starts once nothing in the trust region is feasible (cost: J_c > d).
+- --cost-window 32: J_c is the mean cost of the last 32 finished episodes, as many as the paper's batches hold.
 
 Usage: python cppo.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python cppo.py --eval-checkpoint runs/<run>/cppo.pt   # evaluate a saved policy, both modes
@@ -118,12 +115,11 @@ class Args:
     cost_window: int = 32
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
     cost_gain: float = 50.0
-    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1). The linear model's
-    planned cost change is mostly per-sample noise the update does not realise; g is the gain of the cost lever"""
+    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1): the gain of the cost
+    lever, as the planned cost change is mostly per-sample noise that the update does not realise"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
-    """what starts recovery: `infeasible` once the E-step (with gain g) finds no feasible point within the trust
-    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch), or on an infeasible E-step. Either way
-    it lasts until J_c is below the lower switch cost"""
+    """what starts recovery: `infeasible`, an E-step (with gain g) that finds no feasible point in the trust region
+    (kappa < -1); `cost`, also J_c > d (the paper's switch). It lasts until J_c is below the lower switch cost"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
@@ -279,9 +275,7 @@ def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: boo
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0
-) -> tuple:
+def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0):
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
     what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
@@ -327,8 +321,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
     [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
     below; 0, no step, if the KL is not finite). The regression alone stops at a fixed point far inside the
-    trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at the largest feasible scale
-    found and returns (s, its KL)."""
+    trust region. Leaves the actor at the largest feasible scale found and returns (s, its KL)."""
     params = list(actor.parameters())
     steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
 
@@ -341,8 +334,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     kl_max = kl_at(max_scale)
     if kl_max <= delta:
         return max_scale, kl_max
-    lo, hi = 0.0, max_scale
-    lo_kl = 0.0
+    lo, hi, lo_kl = 0.0, max_scale, 0.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         kl = kl_at(mid)
@@ -399,8 +391,7 @@ def cppo_update(
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     policy_losses, critic_losses = [], []
-    policy_epochs = 0
-    fitting = True
+    policy_epochs, fitting = 0, True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
             if fitting:
@@ -527,8 +518,7 @@ def main(args: Args) -> dict:
     cost_window = CostWindow(args.cost_window)
 
     T, N = args.num_steps, args.num_envs
-    batch_size = T * N
-    num_updates = args.total_timesteps // batch_size
+    num_updates = args.total_timesteps // (T * N)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
@@ -588,8 +578,7 @@ def main(args: Args) -> dict:
 
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
-        # Measured cost J_c: the window of recent real episodes (0 until one ends). Recovery, once started, lasts
-        # until J_c is below the lower switch cost (the paper's bang-bang switch). The per-step margin d'.
+        # J_c, the mean cost of recent episodes (0 until one ends), sets the recovery switch and the per-step margin d'.
         if finished:
             last_episodes = Episode(*np.mean(finished, axis=0))
             cost_estimate = cost_window.add(episode.cost for episode in finished)

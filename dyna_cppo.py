@@ -116,12 +116,11 @@ class Args:
     cost_window: int = 32
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
     cost_gain: float = 50.0
-    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1). The linear model's
-    planned cost change is mostly per-sample noise the update does not realise; g is the gain of the cost lever"""
+    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1): the gain of the cost
+    lever, as the planned cost change is mostly per-sample noise that the update does not realise"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
-    """what starts recovery: `infeasible` once the E-step (with gain g) finds no feasible point within the trust
-    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch), or on an infeasible E-step. Either way
-    it lasts until J_c is below the lower switch cost"""
+    """what starts recovery: `infeasible`, an E-step (with gain g) that finds no feasible point in the trust region
+    (kappa < -1); `cost`, also J_c > d (the paper's switch). It lasts until J_c is below the lower switch cost"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
@@ -307,9 +306,7 @@ def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: boo
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0
-) -> tuple:
+def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0):
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
     what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
@@ -355,8 +352,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
     [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
     below; 0, no step, if the KL is not finite). The regression alone stops at a fixed point far inside the
-    trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at the largest feasible scale
-    found and returns (s, its KL)."""
+    trust region. Leaves the actor at the largest feasible scale found and returns (s, its KL)."""
     params = list(actor.parameters())
     steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
 
@@ -369,8 +365,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     kl_max = kl_at(max_scale)
     if kl_max <= delta:
         return max_scale, kl_max
-    lo, hi = 0.0, max_scale
-    lo_kl = 0.0
+    lo, hi, lo_kl = 0.0, max_scale, 0.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         kl = kl_at(mid)
@@ -427,8 +422,7 @@ def cppo_update(
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     policy_losses, critic_losses = [], []
-    policy_epochs = 0
-    fitting = True
+    policy_epochs, fitting = 0, True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
             if fitting:
