@@ -6,13 +6,10 @@ J_c <= d. Each update first moves the multiplier lambda >= 0 toward the constrai
 finished episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the combined advantage
 (A_r - lambda * A_c) / (1 + lambda).
 
-Departures from the papers (the measurements: docs/ppo_lagrangian.md):
-- --multiplier pid: lambda follows the cost by PID-Lagrangian (kp 0.1, ki 0.01, kd 0.01), not by the textbook's one
-  Adam step of lr 0.035 per update (--multiplier adam), which lags the cost and overshoots the limit.
-- --pid-error-bound: the PID's error J_c - d is clipped to +-d, so a violation winds the integral up no faster
-  than a stretch under the limit lets it go (anti-windup); inf gives Stooke et al.'s unclipped error.
-- --cost-window 32: J_c is the mean cost of the last 32 finished episodes, not the latest rollout's 8, whose noise
-  the P term would pass on to lambda. --cost-window 8 --multiplier adam is the textbook rule.
+Departures from the papers, each measured in docs/ppo_lagrangian.md:
+- --multiplier pid: lambda by PID (kp 0.1, ki 0.01, kd 0.01); `adam` is the textbook Adam step on lambda per update.
+- --pid-error-bound: the PID's error J_c - d is clipped to +-d (anti-windup); inf is Stooke et al.'s unclipped error.
+- --cost-window 32: J_c over the last 32 finished episodes, not the latest rollout's 8 (--cost-window 8: textbook).
 
 Usage: python ppo_lagrangian.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python ppo_lagrangian.py --eval-checkpoint runs/<run>/ppo_lagrangian.pt   # evaluate a saved policy, both modes
@@ -219,8 +216,9 @@ class CostWindow:
 
 class LagrangeMultiplier:
     """lambda >= 0 for the constraint J_c <= d: one Adam step on the loss -lambda * (J_c - d), then clamp at 0.
+    lambda grows while J_c is above the limit and shrinks (to 0) while it is below."""
 
-    lambda grows while the measured cost is above the limit and shrinks (to 0) while it is below."""
+    p = integral = d = float("nan")  # no PID terms (NaN in the progress row, so that every run has its columns)
 
     def __init__(self, cost_limit: float, init: float, lr: float):
         self.cost_limit = cost_limit
@@ -245,8 +243,7 @@ class PIDLagrangeMultiplier:
     """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on the error e = J_c - d, with P = kp * e,
     I = (I + ki * e)+ and D = kd * (e - e_prev)+. The proportional and derivative terms damp the oscillation of
     plain gradient ascent. The error is clipped to [-b, b] (`error_bound`, default b = d): J_c can fall at most d
-    under the limit, so without the clip a few early rollouts at 4-6x the limit wind the integral up far faster than
-    any stretch under the limit lets it go."""
+    under the limit, so unclipped, a few early rollouts far above it wind the integral up faster than it unwinds."""
 
     def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
@@ -262,13 +259,6 @@ class PIDLagrangeMultiplier:
         self.prev_error = error
         self.value = max(0.0, self.p + self.integral + self.d)
         return self.value
-
-
-def pid_terms(multiplier) -> dict:
-    """The PID's P, I and D terms for the progress row (NaN for the Adam rule, so every run has the same columns)."""
-    if isinstance(multiplier, PIDLagrangeMultiplier):
-        return {"pid_p": multiplier.p, "pid_i": multiplier.integral, "pid_d": multiplier.d}
-    return {"pid_p": float("nan"), "pid_i": float("nan"), "pid_d": float("nan")}
 
 
 def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
@@ -288,7 +278,7 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
     obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
     episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
-    column is one environment's (or one imagined rollout's) own sequence."""
+    column is one sequence of its own (e.g. one environment's)."""
     with torch.no_grad():
         old_mean = actor.mean(obs[:-1])
         logp = gaussian_log_prob(act, old_mean, actor.log_std)
@@ -362,17 +352,11 @@ def main(args: Args) -> dict:
     params = list(actor.parameters()) + list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
+    d, init = args.cost_limit, args.lagrangian_multiplier_init  # the limit and lambda's start
     if args.multiplier == "pid":
-        multiplier = PIDLagrangeMultiplier(
-            args.cost_limit,
-            args.lagrangian_multiplier_init,
-            args.pid_kp,
-            args.pid_ki,
-            args.pid_kd,
-            args.pid_error_bound,
-        )
+        multiplier = PIDLagrangeMultiplier(d, init, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_error_bound)
     else:
-        multiplier = LagrangeMultiplier(args.cost_limit, args.lagrangian_multiplier_init, args.lambda_lr)
+        multiplier = LagrangeMultiplier(d, init, args.lambda_lr)
 
     T, N = args.num_steps, args.num_envs
     num_updates = args.total_timesteps // (T * N)
@@ -434,8 +418,7 @@ def main(args: Args) -> dict:
             actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, args
         )
 
-        # The multiplier moves first, on the mean episodic cost of the last --cost-window finished episodes
-        # (kept if no episode ended): one rollout's 8 episodes are too noisy an estimate for a PID's P term.
+        # The multiplier moves first, on J_c over the last --cost-window finished episodes (kept while none ends).
         if finished:
             last_episodes = Episode(*np.mean(finished, axis=0))
             multiplier.update(cost_window.add(episode.cost for episode in finished))
@@ -455,7 +438,9 @@ def main(args: Args) -> dict:
                 "lagrange_multiplier": lam,
                 "cost_estimate": cost_window.mean,
                 "cost_estimate_episodes": len(cost_window.costs),
-                **pid_terms(multiplier),
+                "pid_p": multiplier.p,
+                "pid_i": multiplier.integral,
+                "pid_d": multiplier.d,
                 "learning_rate": lr,
                 **stats,
                 "time_rollout": update_start - rollout_start,
