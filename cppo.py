@@ -4,20 +4,17 @@ Xuan et al. 2023, "Constrained Proximal Policy Optimization", arXiv:2305.14216. 
 no Lagrange multiplier. Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
 - E-step: the ideal probability ratio v = 1 + v_bar of each sample solves
       max v_bar . A  s.t.  v_bar . A_c <= N d',  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0
-  with d' = (d - J_c) / L the per-step cost room (L the episode length), J_c the mean cost of the last
-  --cost-window (32) episodes. The solution lies in the plane of A_c and A (an angle theta); entries below
-  v = MIN_TARGET_RATIO are clipped and the rest re-solved. In recovery theta is clipped into
-  [max(theta_f, theta_A + pi/2), pi], theta_f = arccos(kappa) the smallest angle that reaches the feasible region.
+  with d' = (d - J_c) / L the per-step cost room (L the episode length), J_c the mean cost of recent episodes.
+  The solution lies in the plane of A_c and A (an angle theta); entries below v = MIN_TARGET_RATIO are clipped
+  and the rest re-solved. In recovery theta is clipped into [max(theta_f, theta_A + pi/2), pi].
 - Switch (bang-bang): once an update recovers, recovery lasts until J_c is below the lower switch cost.
 - M-step: epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored surrogate (stopping early
   once mean KL(pi_old || pi_theta) > delta).
-Departures from the paper (the measurements: docs/cppo.md):
-- --max-step-scale 10: the fitted step is scaled until the mean KL reaches delta (Eq. 9's constraint made active);
-  the regression alone stops far inside the trust region.
-- --cost-gain 50: the E-step plans with 50x the cost room (v_bar . A_c <= 50 N d'): the planned cost change is
-  mostly per-sample noise that the update does not realise. A violation bends theta toward -A_c, and recovery
-  starts once nothing in the trust region is feasible (--recovery-trigger infeasible; the paper's switch on
-  J_c > d is --recovery-trigger cost).
+Departures from the paper, each measured in docs/cppo.md:
+- --max-step-scale 10: the fitted step is scaled until the mean KL reaches delta (Eq. 9's constraint made active).
+- --cost-gain 50: the E-step plans with 50x the cost room, v_bar . A_c <= 50 N d' (the paper: 1).
+- --recovery-trigger infeasible: recovery starts once nothing in the trust region is feasible (cost: J_c > d).
+- --cost-window 32: J_c is the mean cost of the last 32 finished episodes, as many as the paper's batches hold.
 
 Usage: python cppo.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python cppo.py --eval-checkpoint runs/<run>/cppo.pt   # evaluate a saved policy, both modes
@@ -107,9 +104,9 @@ class Args:
     """the discount factor of the cost critic"""
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
-    kl_budget: float = 0.02
-    """delta: the E-step's KL budget (sets the radius R), the M-step's early-stop threshold on mean KL and the
-    KL the scaled step reaches"""
+    max_kl: float = 0.02
+    """delta, the trust region in mean KL(pi_old || pi_new): it sets the E-step's radius R, the M-step stops fitting
+    once the mean KL passes it, and the scaled step reaches it"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
     max_step_scale: float = 10.0
@@ -118,12 +115,11 @@ class Args:
     cost_window: int = 32
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
     cost_gain: float = 50.0
-    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1). The linear model's
-    planned cost change is mostly per-sample noise the update does not realise; g is the gain of the cost lever"""
+    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1): the gain of the cost
+    lever, as the planned cost change is mostly per-sample noise that the update does not realise"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
-    """what starts recovery: `infeasible` once the E-step (with gain g) finds no feasible point within the trust
-    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch), or on an infeasible E-step. Either way
-    it lasts until J_c is below the lower switch cost"""
+    """what starts recovery: `infeasible`, an E-step (with gain g) that finds no feasible point in the trust region
+    (kappa < -1); `cost`, also J_c > d (the paper's switch). It lasts until J_c is below the lower switch cost"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
@@ -279,9 +275,7 @@ def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: boo
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0
-) -> tuple:
+def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0):
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
     what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
@@ -327,8 +321,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
     [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
     below; 0, no step, if the KL is not finite). The regression alone stops at a fixed point far inside the
-    trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at the largest feasible scale
-    found and returns (s, its KL)."""
+    trust region. Leaves the actor at the largest feasible scale found and returns (s, its KL)."""
     params = list(actor.parameters())
     steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
 
@@ -341,8 +334,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     kl_max = kl_at(max_scale)
     if kl_max <= delta:
         return max_scale, kl_max
-    lo, hi = 0.0, max_scale
-    lo_kl = 0.0
+    lo, hi, lo_kl = 0.0, max_scale, 0.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         kl = kl_at(mid)
@@ -383,13 +375,13 @@ def cppo_update(
     train_critics: bool = True,
 ) -> tuple:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the trust region (--max-step-scale),
     `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the
     update's log keys and whether it recovered."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
-    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, args.cost_gain)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.max_kl, in_recovery, args.cost_gain)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -399,8 +391,7 @@ def cppo_update(
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     policy_losses, critic_losses = [], []
-    policy_epochs = 0
-    fitting = True
+    policy_epochs, fitting = 0, True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
             if fitting:
@@ -427,11 +418,11 @@ def cppo_update(
             policy_epochs += 1
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
-            fitting = kl <= args.kl_budget
+            fitting = kl <= args.max_kl
     fit_kl = kl
     scale = 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
-        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget, args.max_step_scale)
+        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.max_kl, args.max_step_scale)
     with torch.no_grad():
         ratio = (actor.log_prob(obs, act) - logp).exp()
         fit_error = (ratio - v).abs().mean().item()
@@ -527,11 +518,10 @@ def main(args: Args) -> dict:
     cost_window = CostWindow(args.cost_window)
 
     T, N = args.num_steps, args.num_envs
-    batch_size = T * N
-    num_updates = args.total_timesteps // batch_size
+    num_updates = args.total_timesteps // (T * N)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
-    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
     rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
 
     raw_obs, _ = envs.reset(seed=args.seed)
@@ -588,8 +578,7 @@ def main(args: Args) -> dict:
 
         obs_buf[0] = obs_buf[T]  # the next rollout starts where this one stopped
 
-        # Measured cost J_c: the window of recent real episodes (0 until one ends). Recovery, once started, lasts
-        # until J_c is below the lower switch cost (the paper's bang-bang switch). The per-step margin d'.
+        # J_c, the mean cost of recent episodes (0 until one ends), sets the recovery switch and the per-step margin d'.
         if finished:
             last_episodes = Episode(*np.mean(finished, axis=0))
             cost_estimate = cost_window.add(episode.cost for episode in finished)
@@ -623,17 +612,16 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
-# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
-# looks the names up when main runs.
+# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint):
+# argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
+# Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def env_layout(args: Args) -> Args:
     """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
-    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
-    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
-    8 episodes of 1000 steps. More cores: raise --num-envs."""
+    arena, rebuilt at every reset), so navigation tasks run 2; velocity tasks step 8 in this process. The batch
+    stays 8000 samples, 8 episodes of 1000 steps. More cores: raise --num-envs (docs/reference.md, Env layout)."""
     num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
     num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
     return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
@@ -648,7 +636,7 @@ def check_args(args: Args) -> None:
     for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "critic_learning_rate", "kl_budget"):
+    for name in ("learning_rate", "critic_learning_rate", "max_kl"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:
@@ -836,16 +824,7 @@ def policy_action(
     return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(
-    actor,
-    obs_rms,
-    env_id: str,
-    episodes: int,
-    seed: int,
-    device="cpu",
-    video_path: Optional[str] = None,
-    stochastic: bool = False,
-):
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path=None, stochastic=False):
     """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
     `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
     env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
@@ -874,9 +853,7 @@ def evaluate(
     return np.array(returns), np.array(costs)
 
 
-def final_evaluation(
-    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
-) -> dict:
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir=None) -> dict:
     """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
     one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
     Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
@@ -955,7 +932,7 @@ def minutes(seconds: float) -> str:
 
 
 class RunLogger:
-    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+    """One progress row per call of log: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
         self.path = os.path.join(run_dir, "progress.csv")

@@ -507,9 +507,10 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
-# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
-# looks the names up when main runs.
+# which checks this script's own arguments, env_layout (no --num-steps; 4 envs on velocity tasks), and
+# save_checkpoint and load_checkpoint (the squashed actor and its action box): argument checks, env layout,
+# observation normalisation, vector envs, evaluation, checkpoints, the run logger. Nothing above depends on
+# where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -739,16 +740,7 @@ def policy_action(
     return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(
-    actor,
-    obs_rms,
-    env_id: str,
-    episodes: int,
-    seed: int,
-    device="cpu",
-    video_path: Optional[str] = None,
-    stochastic: bool = False,
-):
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path=None, stochastic=False):
     """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
     `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
     env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
@@ -777,9 +769,7 @@ def evaluate(
     return np.array(returns), np.array(costs)
 
 
-def final_evaluation(
-    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
-) -> dict:
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir=None) -> dict:
     """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
     one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
     Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
@@ -865,7 +855,7 @@ def minutes(seconds: float) -> str:
 
 
 class RunLogger:
-    """One row per log interval: to progress.csv, to W&B with --track, and a progress line on stdout."""
+    """One progress row per call of log: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
         self.path = os.path.join(run_dir, "progress.csv")

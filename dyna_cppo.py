@@ -1,30 +1,21 @@
 """Dyna-CPPO: CPPO with a multi-step dynamics model and imagined rollouts, on Safety-Gymnasium, in one file.
 
-The seed report's Algorithm 1 (CS-8803-DRL, "Constrained Proximal Policy Optimization", section 2), built on
-CPPO (Xuan et al. 2023, arXiv:2305.14216) and Dyna (Sutton 1991). Each iteration:
+Algorithm 1 of a course project report (CS-8803-DRL, "Constrained Proximal Policy Optimization", section 2),
+restated here: CPPO (Xuan et al. 2023, arXiv:2305.14216) with Dyna (Sutton 1991). Each iteration:
 1. collect a real rollout and run the CPPO update on it (E-step target ratios, M-step fit; see cppo.py);
 2. store the real transitions, with their episode boundaries, in a replay buffer D_real;
-3. train a dynamics model F(s, a) -> (s' - s, r, c) with the multi-step loss (Eq. 5 of the report):
-   sum_k w_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, rolling the model on its own predictions over real
-   sequences that do not cross an episode end;
+3. train a dynamics model F(s, a) -> (s' - s, r, c) with the report's multi-step loss (its Eq. 5),
+   sum_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, F rolling on its own predictions over real windows of one episode;
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
    trajectory, and the cost margin from real episodes only.
-The CPPO update (cppo_update) is cppo.py's line for line, with its departures from the paper (KL-scaled M-step,
-cost gain, cost window; see cppo.py's docstring). The imagined update keeps the plain regression step (not
-scaled to the KL budget), so that one iteration does not move the policy by two trust regions.
-Departures from Algorithm 1 (the last three can be undone):
-- the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles
-  (a goal reached is a rare +1 the state cannot foretell). Trained on raw rewards (~0.02 per step) beside the
-  state error, it was no better than predicting the mean: on steps without a goal its MSE was 30x the mean's,
-  and 0.23x with the scaling (offline: PointGoal1, a random policy, 7 rollouts trained, the 8th scored);
-- imagination is gated: only while the model beats its baselines on the latest rollout's windows, in state
-  (a zero-change and a mean-delta predictor) and in reward (the mean), by more than --imagination-min-skill
-  (default 0; -inf imagines always, as Algorithm 1 does);
-- the imagined update's trust region is --imagined-kl-frac * delta (default 0.5; 1 is Algorithm 1);
-- the critics learn from real data only; --imagined-critics also fits them to model-made returns, which then
-  feed the next real GAE (Algorithm 1).
+The CPPO update (cppo_update) is cppo.py's line for line, with the departures from the paper its docstring names.
 With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
+Departures from Algorithm 1 (the measurements: docs/history.md, "Earlier measurements"):
+- the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles;
+- --imagination-min-skill 0: imagine only while the model beats its no-model baselines (-inf: always, Algorithm 1);
+- --imagined-kl-frac 0.5: the imagined update's trust region is 0.5 delta, its step not scaled (1: Algorithm 1);
+- --imagined-critics off: the critics learn from real returns only (on: also from imagined ones, Algorithm 1).
 
 Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5 --save-model
        python dyna_cppo.py --eval-checkpoint runs/<run>/dyna_cppo.pt   # evaluate a saved policy, both modes
@@ -114,9 +105,9 @@ class Args:
     """the discount factor of the cost critic"""
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
-    kl_budget: float = 0.02
-    """delta: the E-step's KL budget (sets the radius R), the M-step's early-stop threshold on mean KL and the
-    KL the scaled step reaches"""
+    max_kl: float = 0.02
+    """delta, the trust region in mean KL(pi_old || pi_new): it sets the E-step's radius R, the M-step stops fitting
+    once the mean KL passes it, and the scaled step reaches it"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
     max_step_scale: float = 10.0
@@ -125,12 +116,11 @@ class Args:
     cost_window: int = 32
     """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
     cost_gain: float = 50.0
-    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1). The linear model's
-    planned cost change is mostly per-sample noise the update does not realise; g is the gain of the cost lever"""
+    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1): the gain of the cost
+    lever, as the planned cost change is mostly per-sample noise that the update does not realise"""
     recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
-    """what starts recovery: `infeasible` once the E-step (with gain g) finds no feasible point within the trust
-    region (kappa < -1); `cost` as soon as J_c > d (the paper's switch), or on an infeasible E-step. Either way
-    it lasts until J_c is below the lower switch cost"""
+    """what starts recovery: `infeasible`, an E-step (with gain g) that finds no feasible point in the trust region
+    (kappa < -1); `cost`, also J_c > d (the paper's switch). It lasts until J_c is below the lower switch cost"""
     recovery_beta: float = 0.3
     """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
     recovery_exit_frac: float = 0.8
@@ -148,15 +138,13 @@ class Args:
     against the mean reward), measured on the latest rollout's windows before it trains on them; otherwise the
     iteration is CPPO's. -inf imagines whatever the model's skill, as Algorithm 1 does"""
     imagined_kl_frac: float = 0.5
-    """the imagined update's trust region as a fraction of --kl-budget (the real update may have spent all of it);
+    """the imagined update's trust region as a fraction of --max-kl (the real update may have spent all of it);
     1 is Algorithm 1"""
     imagined_critics: bool = False
     """if toggled, the imagined update also fits both critics to model-made returns, which feed the next real GAE
     (Algorithm 1); by default the critics learn from real data only"""
     multi_step_k: int = 5
     """K: the model is trained on its own k-step predictions, k = 1..K"""
-    model_step_weight: float = 1.0
-    """w_k = model_step_weight ** (k - 1) in the multi-step loss"""
     model_epochs: int = 2
     """passes over the windows of the replay buffer per iteration"""
     model_lr: float = 1e-3
@@ -318,9 +306,7 @@ def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: boo
     return v_bar, theta, kappa, recovered, clipped.double().mean().item()
 
 
-def solve_target_ratio(
-    adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0
-) -> tuple:
+def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0):
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
     what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
 
@@ -366,8 +352,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
     [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
     below; 0, no step, if the KL is not finite). The regression alone stops at a fixed point far inside the
-    trust region (KL ~ delta / 20 measured on PointGoal1). Leaves the actor at the largest feasible scale
-    found and returns (s, its KL)."""
+    trust region. Leaves the actor at the largest feasible scale found and returns (s, its KL)."""
     params = list(actor.parameters())
     steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
 
@@ -380,8 +365,7 @@ def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float
     kl_max = kl_at(max_scale)
     if kl_max <= delta:
         return max_scale, kl_max
-    lo, hi = 0.0, max_scale
-    lo_kl = 0.0
+    lo, hi, lo_kl = 0.0, max_scale, 0.0
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         kl = kl_at(mid)
@@ -422,13 +406,13 @@ def cppo_update(
     train_critics: bool = True,
 ) -> tuple:
     """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the KL budget (--max-step-scale),
+    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the trust region (--max-step-scale),
     `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the
     update's log keys and whether it recovered."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
     e_step_start = time.time()
-    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.kl_budget, in_recovery, args.cost_gain)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.max_kl, in_recovery, args.cost_gain)
     v = v.float().to(obs.device)
     e_step_seconds = time.time() - e_step_start
 
@@ -438,8 +422,7 @@ def cppo_update(
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     policy_losses, critic_losses = [], []
-    policy_epochs = 0
-    fitting = True
+    policy_epochs, fitting = 0, True
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
             if fitting:
@@ -466,11 +449,11 @@ def cppo_update(
             policy_epochs += 1
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
-            fitting = kl <= args.kl_budget
+            fitting = kl <= args.max_kl
     fit_kl = kl
     scale = 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
-        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.kl_budget, args.max_step_scale)
+        scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.max_kl, args.max_step_scale)
     with torch.no_grad():
         ratio = (actor.log_prob(obs, act) - logp).exp()
         fit_error = (ratio - v).abs().mean().item()
@@ -571,11 +554,11 @@ class DynamicsModel(nn.Module):
         return obs + out[..., :-2], self.reward_stats[2] + self.reward_stats[3] * out[..., -2], out[..., -1]
 
 
-def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_weight: float = 1.0):
+def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost):
     """The report's Eq. 5 on real windows: obs [B, D] start states, act [B, K, A], next_obs [B, K, D],
-    rew and cost [B, K]. The model rolls on its own predictions; step k's state error ||s_hat - s||_2, its
-    reward MSE (in reward_scale units, on clipped targets) and its cost BCE are weighted by
-    w_k = step_weight ** (k - 1). Returns (loss, state error per k as a [K] tensor, detached)."""
+    rew and cost [B, K]. The model rolls on its own predictions; the loss sums, over k = 1..K, step k's state
+    error ||s_hat - s||_2, its reward MSE (in reward_scale units, on clipped targets) and its cost BCE.
+    Returns (loss, state error per k as a [K] tensor, detached)."""
     s_hat = obs
     loss, errors = 0.0, []
     for k in range(act.shape[1]):
@@ -584,7 +567,7 @@ def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost, step_we
         reward_error = ((r_hat - model.reward_target(rew[:, k])) / model.reward_stats[3]).pow(2).mean()
         cost_target = cost[:, k].clamp(0.0, 1.0)  # costs are 0/1 events in most tasks: a probability
         step = error.mean() + reward_error + F.binary_cross_entropy_with_logits(c_logit, cost_target)
-        loss = loss + step_weight**k * step
+        loss = loss + step
         errors.append(error.mean().detach())
     return loss, torch.stack(errors)
 
@@ -710,7 +693,7 @@ def train_model(model: DynamicsModel, optimizer, replay, obs_rms: "RunningMeanSt
                 windows(replay[j], index[chunk][index[chunk][:, 0] == j][:, 1:], K, obs_rms, device)
                 for j in np.unique(index[chunk][:, 0])
             ]
-            loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)), args.model_step_weight)
+            loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)))
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=True)
@@ -726,18 +709,8 @@ def imagination_on(skill: float, update: int, args: Args) -> bool:
     return args.model_rollouts > 0 and update > args.model_start_iter and skill > args.imagination_min_skill
 
 
-def imagine(
-    model: DynamicsModel,
-    actor,
-    start_obs: torch.Tensor,
-    horizon: int,
-    low,
-    high,
-    reward_range,
-    cost_range,
-    generator: torch.Generator,
-):
-    """Roll the current policy through the model from all starts at once: time-major obs [H+1, M, D],
+def imagine(model, actor, start_obs, horizon: int, low, high, reward_range, cost_range, generator: torch.Generator):
+    """Roll the current policy through the model F from all starts at once: time-major obs [H+1, M, D],
     actions [H, M, A] (the policy's samples), rewards and costs [H, M] clipped to the ranges of real data."""
     obs, acts, rews, costs = [start_obs], [], [], []
     std = actor.log_std.exp()
@@ -787,14 +760,9 @@ class Dyna:
     def learn(self, rollout: dict, obs_rms: "RunningMeanStd", args: "Args", device) -> dict:
         """Steps 2 and 3: score the model on the rollout's windows before it trains on them (held out; against
         the baselines, once D_real has data), store the rollout in D_real, train. Returns the model's keys."""
-        self.reward_range = [
-            min(self.reward_range[0], rollout["rew"].min()),
-            max(self.reward_range[1], rollout["rew"].max()),
-        ]
-        self.cost_range = [
-            min(self.cost_range[0], rollout["cost"].min()),
-            max(self.cost_range[1], rollout["cost"].max()),
-        ]
+        rew, cost = rollout["rew"], rollout["cost"]
+        self.reward_range = [min(self.reward_range[0], rew.min()), max(self.reward_range[1], rew.max())]
+        self.cost_range = [min(self.cost_range[0], cost.min()), max(self.cost_range[1], cost.max())]
         start = time.time()
         stats = score_model(self.model, self.replay, rollout, obs_rms, args.multi_step_k, device) if self.replay else {}
         self.skill = np.minimum(stats.get("model/skill", np.nan), stats.get("model/reward_skill", np.nan))  # keeps NaN
@@ -814,27 +782,18 @@ class Dyna:
         stats = {"imagined/on": float(imagination_on(self.skill, update, args))}
         if stats["imagined/on"]:
             pick = torch.randint(len(states), (args.model_rollouts,), generator=self.generator).to(states.device)
-            stats |= imagined_update(self, *agent, states[pick], cost_margin, in_recovery, args)
+            stats |= imagined_update(self, agent, states[pick], cost_margin, in_recovery, args)
         stats["time_imagination"] = time.time() - start
         return stats
 
 
-def imagined_update(
-    dyna: "Dyna",
-    actor,
-    critic,
-    cost_critic,
-    optimizer,
-    critic_optimizer,
-    start_obs,
-    cost_margin: float,
-    in_recovery: bool,
-    args: "Args",
-) -> dict:
+def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_margin: float, in_recovery: bool, args: "Args") -> dict:
     """Imagination: H model steps of the current policy from `start_obs` (all at once), then the CPPO update on
-    them with a trust region of --imagined-kl-frac * delta, no step scaling, and the critics
-    trained only with --imagined-critics. The cost margin and recovery state are the real update's. Actions are
-    clipped to the action box, and imagined rewards and costs to the range of the real ones."""
+    them, agent = (actor, critic, cost_critic, optimizer, critic_optimizer), with a trust region of
+    --imagined-kl-frac * delta, no step scaling, and the critics trained only with --imagined-critics. The cost
+    margin and recovery state are the real update's. Actions are clipped to the action box, and imagined rewards
+    and costs to the range of the real ones."""
+    actor, critic, cost_critic = agent[:3]
     ranges = (dyna.reward_range, dyna.cost_range)
     img_obs, img_act, img_rew, img_cost = imagine(
         dyna.model, actor, start_obs, args.horizon, *dyna.bounds, *ranges, dyna.generator
@@ -842,19 +801,9 @@ def imagined_update(
     no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
     no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
     batch = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end, no_final, args)
-    imagined_args = dataclasses.replace(args, kl_budget=args.imagined_kl_frac * args.kl_budget)
+    imagined_args = dataclasses.replace(args, max_kl=args.imagined_kl_frac * args.max_kl)
     stats, _ = cppo_update(
-        actor,
-        critic,
-        cost_critic,
-        optimizer,
-        critic_optimizer,
-        batch,
-        cost_margin,
-        in_recovery,
-        imagined_args,
-        scale_step=False,
-        train_critics=args.imagined_critics,
+        *agent, batch, cost_margin, in_recovery, imagined_args, scale_step=False, train_critics=args.imagined_critics
     )
     return {
         "imagined/return": img_rew.sum(0).mean().item(),
@@ -902,7 +851,7 @@ def main(args: Args) -> dict:
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     raw_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # the same, raw, for the model's replay buffer
-    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
     rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
 
     raw_obs, _ = envs.reset(seed=args.seed)
@@ -1002,17 +951,16 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
-# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
-# looks the names up when main runs.
+# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint):
+# argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
+# Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def env_layout(args: Args) -> Args:
     """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
-    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
-    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
-    8 episodes of 1000 steps. More cores: raise --num-envs."""
+    arena, rebuilt at every reset), so navigation tasks run 2; velocity tasks step 8 in this process. The batch
+    stays 8000 samples, 8 episodes of 1000 steps. More cores: raise --num-envs (docs/reference.md, Env layout)."""
     num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
     num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
     return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
@@ -1024,20 +972,9 @@ def check_args(args: Args) -> None:
         raise SystemExit(
             f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
         )
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "num_steps",
-        "num_minibatches",
-        "update_epochs",
-        "cost_window",
-        "horizon",
-        "multi_step_k",
-        "model_epochs",
-        "model_hidden",
-        "model_batch_size",
-        "buffer_rollouts",
-    ):
+    cppo_counts = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window")
+    model_counts = ("horizon", "multi_step_k", "model_epochs", "model_hidden", "model_batch_size", "buffer_rollouts")
+    for name in cppo_counts + model_counts:
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.model_rollouts < 0 or args.model_start_iter < 0:
@@ -1051,7 +988,7 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --horizon {args.horizon} is longer than an episode of {args.env_id} ({episode_len})")
     if args.multi_step_k > args.num_steps:
         raise SystemExit(f"error: --multi-step-k {args.multi_step_k} is longer than a rollout (--num-steps)")
-    for name in ("learning_rate", "critic_learning_rate", "kl_budget", "model_lr"):
+    for name in ("learning_rate", "critic_learning_rate", "max_kl", "model_lr"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:
@@ -1239,16 +1176,7 @@ def policy_action(
     return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(
-    actor,
-    obs_rms,
-    env_id: str,
-    episodes: int,
-    seed: int,
-    device="cpu",
-    video_path: Optional[str] = None,
-    stochastic: bool = False,
-):
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path=None, stochastic=False):
     """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
     `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
     env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
@@ -1277,9 +1205,7 @@ def evaluate(
     return np.array(returns), np.array(costs)
 
 
-def final_evaluation(
-    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
-) -> dict:
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir=None) -> dict:
     """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
     one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
     Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
@@ -1358,7 +1284,7 @@ def minutes(seconds: float) -> str:
 
 
 class RunLogger:
-    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+    """One progress row per call of log: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
         self.path = os.path.join(run_dir, "progress.csv")

@@ -6,13 +6,10 @@ J_c <= d. Each update first moves the multiplier lambda >= 0 toward the constrai
 finished episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the combined advantage
 (A_r - lambda * A_c) / (1 + lambda).
 
-Departures from the papers (the measurements: docs/ppo_lagrangian.md):
-- --multiplier pid: lambda follows the cost by PID-Lagrangian (kp 0.1, ki 0.01, kd 0.01), not by the textbook's one
-  Adam step of lr 0.035 per update (--multiplier adam), which lags the cost and overshoots the limit.
-- --pid-error-bound: the PID's error J_c - d is clipped to +-d, so a violation winds the integral up no faster
-  than a stretch under the limit lets it go (anti-windup); inf gives Stooke et al.'s unclipped error.
-- --cost-window 32: J_c is the mean cost of the last 32 finished episodes, not the latest rollout's 8, whose noise
-  the P term would pass on to lambda. --cost-window 8 --multiplier adam is the textbook rule.
+Departures from the papers, each measured in docs/ppo_lagrangian.md:
+- --multiplier pid: lambda by PID (kp 0.1, ki 0.01, kd 0.01); `adam` is the textbook Adam step on lambda per update.
+- --pid-error-bound: the PID's error J_c - d is clipped to +-d (anti-windup); inf is Stooke et al.'s unclipped error.
+- --cost-window 32: J_c over the last 32 finished episodes, not the latest rollout's 8 (--cost-window 8: textbook).
 
 Usage: python ppo_lagrangian.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python ppo_lagrangian.py --eval-checkpoint runs/<run>/ppo_lagrangian.pt   # evaluate a saved policy, both modes
@@ -219,8 +216,9 @@ class CostWindow:
 
 class LagrangeMultiplier:
     """lambda >= 0 for the constraint J_c <= d: one Adam step on the loss -lambda * (J_c - d), then clamp at 0.
+    lambda grows while J_c is above the limit and shrinks (to 0) while it is below."""
 
-    lambda grows while the measured cost is above the limit and shrinks (to 0) while it is below."""
+    p = integral = d = float("nan")  # no PID terms (NaN in the progress row, so that every run has its columns)
 
     def __init__(self, cost_limit: float, init: float, lr: float):
         self.cost_limit = cost_limit
@@ -245,8 +243,7 @@ class PIDLagrangeMultiplier:
     """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on the error e = J_c - d, with P = kp * e,
     I = (I + ki * e)+ and D = kd * (e - e_prev)+. The proportional and derivative terms damp the oscillation of
     plain gradient ascent. The error is clipped to [-b, b] (`error_bound`, default b = d): J_c can fall at most d
-    under the limit, so without the clip a few early rollouts at 4-6x the limit wind the integral up far faster than
-    any stretch under the limit lets it go."""
+    under the limit, so unclipped, a few early rollouts far above it wind the integral up faster than it unwinds."""
 
     def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
@@ -262,13 +259,6 @@ class PIDLagrangeMultiplier:
         self.prev_error = error
         self.value = max(0.0, self.p + self.integral + self.d)
         return self.value
-
-
-def pid_terms(multiplier) -> dict:
-    """The PID's P, I and D terms for the progress row (NaN for the Adam rule, so every run has the same columns)."""
-    if isinstance(multiplier, PIDLagrangeMultiplier):
-        return {"pid_p": multiplier.p, "pid_i": multiplier.integral, "pid_d": multiplier.d}
-    return {"pid_p": float("nan"), "pid_i": float("nan"), "pid_d": float("nan")}
 
 
 def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
@@ -288,7 +278,7 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     """Log-probs of pi_old, values and GAE (reward and cost) of a time-major [T, M] batch, flattened.
     obs has T + 1 rows (the last: the state after the batch); the next value is V(s_{t+1}) inside an
     episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
-    column is one environment's (or one imagined rollout's) own sequence."""
+    column is one sequence of its own (e.g. one environment's)."""
     with torch.no_grad():
         old_mean = actor.mean(obs[:-1])
         logp = gaussian_log_prob(act, old_mean, actor.log_std)
@@ -362,23 +352,17 @@ def main(args: Args) -> dict:
     params = list(actor.parameters()) + list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
+    d, init = args.cost_limit, args.lagrangian_multiplier_init  # the limit and lambda's start
     if args.multiplier == "pid":
-        multiplier = PIDLagrangeMultiplier(
-            args.cost_limit,
-            args.lagrangian_multiplier_init,
-            args.pid_kp,
-            args.pid_ki,
-            args.pid_kd,
-            args.pid_error_bound,
-        )
+        multiplier = PIDLagrangeMultiplier(d, init, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_error_bound)
     else:
-        multiplier = LagrangeMultiplier(args.cost_limit, args.lagrangian_multiplier_init, args.lambda_lr)
+        multiplier = LagrangeMultiplier(d, init, args.lambda_lr)
 
     T, N = args.num_steps, args.num_envs
     num_updates = args.total_timesteps // (T * N)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
-    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
     rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
 
     raw_obs, _ = envs.reset(seed=args.seed)
@@ -434,8 +418,7 @@ def main(args: Args) -> dict:
             actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, args
         )
 
-        # The multiplier moves first, on the mean episodic cost of the last --cost-window finished episodes
-        # (kept if no episode ended): one rollout's 8 episodes are too noisy an estimate for a PID's P term.
+        # The multiplier moves first, on J_c over the last --cost-window finished episodes (kept while none ends).
         if finished:
             last_episodes = Episode(*np.mean(finished, axis=0))
             multiplier.update(cost_window.add(episode.cost for episode in finished))
@@ -455,7 +438,9 @@ def main(args: Args) -> dict:
                 "lagrange_multiplier": lam,
                 "cost_estimate": cost_window.mean,
                 "cost_estimate_episodes": len(cost_window.costs),
-                **pid_terms(multiplier),
+                "pid_p": multiplier.p,
+                "pid_i": multiplier.integral,
+                "pid_d": multiplier.d,
                 "learning_rate": lr,
                 **stats,
                 "time_rollout": update_start - rollout_start,
@@ -468,17 +453,16 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
-# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
-# looks the names up when main runs.
+# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint):
+# argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
+# Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def env_layout(args: Args) -> Args:
     """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
-    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
-    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
-    8 episodes of 1000 steps. More cores: raise --num-envs."""
+    arena, rebuilt at every reset), so navigation tasks run 2; velocity tasks step 8 in this process. The batch
+    stays 8000 samples, 8 episodes of 1000 steps. More cores: raise --num-envs (docs/reference.md, Env layout)."""
     num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
     num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
     return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
@@ -678,16 +662,7 @@ def policy_action(
     return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(
-    actor,
-    obs_rms,
-    env_id: str,
-    episodes: int,
-    seed: int,
-    device="cpu",
-    video_path: Optional[str] = None,
-    stochastic: bool = False,
-):
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path=None, stochastic=False):
     """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
     `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
     env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
@@ -716,9 +691,7 @@ def evaluate(
     return np.array(returns), np.array(costs)
 
 
-def final_evaluation(
-    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
-) -> dict:
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir=None) -> dict:
     """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
     one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
     Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
@@ -797,7 +770,7 @@ def minutes(seconds: float) -> str:
 
 
 class RunLogger:
-    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+    """One progress row per call of log: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
         self.path = os.path.join(run_dir, "progress.csv")

@@ -82,7 +82,7 @@ class Args:
     """the discount factor"""
     gae_lambda: float = 0.95
     """the GAE lambda"""
-    target_kl: float = 0.01
+    max_kl: float = 0.01
     """the trust-region radius delta: mean KL(pi_old || pi_new) of an accepted step is at most this"""
     cg_iters: int = 15
     """conjugate-gradient iterations for x = F^-1 g"""
@@ -275,7 +275,7 @@ def main(args: Args) -> dict:
     num_updates = args.total_timesteps // batch_size
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
-    act_buf = np.zeros((T, N, act_dim))  # float64: MuJoCo steps ~8% faster than with float32 actions
+    act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
     rew_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(2))
 
     raw_obs, _ = envs.reset(seed=args.seed)
@@ -344,7 +344,7 @@ def main(args: Args) -> dict:
             b_act,
             b_adv,
             b_logp,
-            args.target_kl,
+            args.max_kl,
             args.cg_iters,
             args.cg_damping,
             args.line_search_steps,
@@ -382,17 +382,16 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments. Argument checks, the env layout, observation normalisation, vector
-# envs, evaluation, checkpoints and the run logger. Nothing above depends on where these are defined: Python
-# looks the names up when main runs.
+# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint):
+# argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
+# Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def env_layout(args: Args) -> Args:
     """Fill in --num-envs and --num-steps left at None. A navigation env is a worker process of ~500 MB (MuJoCo's
-    arena, rebuilt at every reset), so navigation tasks run 2 (on 2 cores raw stepping is 810 SPS against 915
-    with 8, for a third of the memory); velocity tasks step 8 in this process. The batch stays 8000 samples,
-    8 episodes of 1000 steps. More cores: raise --num-envs."""
+    arena, rebuilt at every reset), so navigation tasks run 2; velocity tasks step 8 in this process. The batch
+    stays 8000 samples, 8 episodes of 1000 steps. More cores: raise --num-envs (docs/reference.md, Env layout)."""
     num_envs = args.num_envs if args.num_envs is not None else (8 if "Velocity" in args.env_id else 2)
     num_steps = args.num_steps if args.num_steps is not None else max(1, 8000 // max(1, num_envs))
     return dataclasses.replace(args, num_envs=num_envs, num_steps=num_steps)
@@ -415,7 +414,7 @@ def check_args(args: Args) -> None:
     ):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "target_kl"):
+    for name in ("learning_rate", "max_kl"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not 0 < args.line_search_decay < 1:
@@ -594,16 +593,7 @@ def policy_action(
     return mean if rng is None else mean + std * rng.standard_normal(mean.shape)
 
 
-def evaluate(
-    actor,
-    obs_rms,
-    env_id: str,
-    episodes: int,
-    seed: int,
-    device="cpu",
-    video_path: Optional[str] = None,
-    stochastic: bool = False,
-):
+def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_path=None, stochastic=False):
     """Run `episodes` episodes with the mean action, or with `stochastic` with sampled actions (noise seeded by
     `seed`); record the first one to `video_path` if given. Return the episodes' (returns, costs) as arrays."""
     env = safety_gymnasium.make(env_id, render_mode="rgb_array" if video_path else None)
@@ -632,9 +622,7 @@ def evaluate(
     return np.array(returns), np.array(costs)
 
 
-def final_evaluation(
-    actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir: Optional[str] = None
-) -> dict:
+def final_evaluation(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu", video_dir=None) -> dict:
     """Evaluate in both modes: `stochastic` samples actions, as in training (the policy that was trained, and the
     one the cost limit constrains); `deterministic` takes the mean action, as is usual for reporting returns.
     Returns the summary keys eval_{mode}_{return,cost}[_std] and prints one line per mode."""
@@ -713,7 +701,7 @@ def minutes(seconds: float) -> str:
 
 
 class RunLogger:
-    """One row per update: to progress.csv, to W&B with --track, and a progress line on stdout."""
+    """One progress row per call of log: to progress.csv, to W&B with --track, and a progress line on stdout."""
 
     def __init__(self, run_dir: str, args: Args, run_name: str):
         self.path = os.path.join(run_dir, "progress.csv")

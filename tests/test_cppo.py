@@ -1,5 +1,5 @@
 """cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, the recovery angle
-(theta_f from kappa), the cost gain, the cost window, the M-step and its scaling to the KL budget and the
+(theta_f from kappa), the cost gain, the cost window, the M-step and its scaling to the trust region and the
 recovery switch."""
 
 import math
@@ -214,7 +214,7 @@ def test_m_step_loss_floor_stops_pushing_ratios_down():
 
 @pytest.mark.parametrize("seed", range(20))
 def test_constraints_hold_when_many_entries_are_clipped(seed):
-    # Heavy-tailed advantages and a wide KL budget: the first solution has many entries below v = 0, and the
+    # Heavy-tailed advantages and a wide trust region: the first solution has many entries below v = 0, and the
     # repair must keep sum, radius and the binding cost constraint exact.
     rng = np.random.default_rng(500 + seed)
     n = 400

@@ -351,7 +351,7 @@ def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypat
     calls, update = [], dyna.cppo_update  # what main() hands the update: real (step scaled) or imagined
 
     def recording_update(*a, **kw):
-        calls.append((kw.get("scale_step", True), a[8].kl_budget, kw.get("train_critics", True)))
+        calls.append((kw.get("scale_step", True), a[8].max_kl, kw.get("train_critics", True)))
         return update(*a, **kw)
 
     monkeypatch.setattr(dyna, "cppo_update", recording_update)
@@ -366,7 +366,7 @@ def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypat
     )
     on = [r for r in rows if float(r["imagined/on"]) == 1.0]
     assert len(on) == len(rows) - 1  # all but the first: no skill is measured before the model has trained
-    delta = dyna.Args().kl_budget
+    delta = dyna.Args().max_kl
     assert [c for c in calls if c[0]] == [(True, delta, True)] * len(rows)  # real updates: the whole of delta
     assert [c for c in calls if not c[0]] == [(False, 0.25 * delta, False)] * len(on)  # imagined: F * delta
     assert all(float(r["imagined/kl"]) <= 2 * 0.25 * delta for r in on)

@@ -267,12 +267,12 @@ SCRIPT_BAD_INPUT = {
         ({"pid_error_bound": 0.0}, ["--pid-error-bound"]),
     ],
     "trpo": [
-        ({"target_kl": 0.0}, ["--target-kl"]),
+        ({"max_kl": 0.0}, ["--max-kl"]),
         ({"cg_iters": 0}, ["--cg-iters"]),
         ({"line_search_decay": 1.0}, ["--line-search-decay"]),
     ],
     "cppo": [
-        ({"kl_budget": -0.1}, ["--kl-budget"]),
+        ({"max_kl": -0.1}, ["--max-kl"]),
         ({"ratio_floor": 1.5}, ["--ratio-floor"]),
         ({"max_step_scale": -1.0}, ["--max-step-scale"]),
         ({"cost_window": 0}, ["--cost-window"]),
@@ -425,14 +425,14 @@ SHARED_BY_ALL = (
     "finish_run",
     "Episode",
     "episode_columns",
-)
-# CVPO's actor squashes its actions and logs per interval, not per update: these are shared by the on-policy five
-SHARED_ON_POLICY = (
-    "env_layout",
     "policy_action",
-    "save_checkpoint",
-    "load_checkpoint",
     "RunLogger",
+)
+# The plumbing cvpo.py has its own of (no --num-steps; its actor squashes actions into the box): exactly these, and
+# check_args, which every script has its own of. The on-policy five share them, and more above their banner.
+CVPO_OWN = ("env_layout", "save_checkpoint", "load_checkpoint")
+SHARED_ON_POLICY = (
+    *CVPO_OWN,
     "layer_init",
     "MLP",
     "gaussian_log_prob",
@@ -497,12 +497,21 @@ def test_shared_plumbing_is_the_same_in_every_script():
     """A fix to a shared helper (the env layout, the dead-worker message, evaluation, the logger) in one script
     cannot silently miss the others; and the plumbing sits below main, under the banner that says so."""
     on_policy = [s for s in SCRIPTS if s != "cvpo"]
+    source_of = lambda script, name: top_level_source(os.path.join(ROOT, f"{script}.py"), name)
     for names, scripts in ((SHARED_BY_ALL, list(SCRIPTS)), (SHARED_ON_POLICY, on_policy)):
         for name in names:
-            sources = {s: top_level_source(os.path.join(ROOT, f"{s}.py"), name) for s in scripts}
+            sources = {s: source_of(s, name) for s in scripts}
             assert len(set(sources.values())) == 1, (name, sorted(sources))
+    assert all(source_of("cvpo", name) != source_of("ppo", name) for name in CVPO_OWN)
     for script in SCRIPTS:
-        with open(os.path.join(ROOT, f"{script}.py")) as f:
-            source = f.read()
+        source = read_text(os.path.join(ROOT, f"{script}.py"))
         banner = source.index("# Plumbing: the same in every script")
         assert source.index("\ndef main(") < banner < source.index("\ndef step_envs(")
+        # Below the banner: the shared plumbing, cvpo.py's own versions (which the banner names), check_args.
+        assert set(re.findall(r"^(?:def|class) (\w+)", source[banner:], flags=re.M)) == {
+            *SHARED_BY_ALL,
+            *CVPO_OWN,
+            "check_args",
+        }, script
+        banner_text = " ".join(re.match(r"(#.*\n)+", source[banner:]).group(0).split())
+        assert all(name in banner_text for name in ("check_args", *CVPO_OWN)), script
