@@ -9,10 +9,10 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
    g(eta, lambda) = eta eps + lambda q_lim + eta E_s log E_a exp((Q_r - lambda Q_c) / eta)  (`solve_dual`);
 3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
    mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
-Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO; the card's 0.995 leaves the
-cost critic far behind the policy); `--update-every 64` (one update per 64 steps: as good a learner, 1.4x faster).
-Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) against the realised discounted
-cost-to-go from there (`cost_to_go`); it still reads about half of what the policy pays (docs/cvpo.md).
+Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
+cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed).
+Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
+realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
 Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000 --save-model
        python cvpo.py --eval-checkpoint runs/<run>/cvpo.pt   # evaluate a saved policy, both modes
@@ -93,8 +93,7 @@ class Args:
     """environment steps of uniformly random actions before the first update"""
     update_every: int = 64
     """environment steps (over all envs) per update; each update is critic_steps TD steps, one E-step, the M-step.
-    On a CPU an update costs about as much as 32 steps of a navigation task: lower it for sample efficiency,
-    raise it for speed"""
+    Lower it for sample efficiency, raise it for speed"""
     log_every: int = 4_000
     """environment steps between rows of progress.csv (and lines on stdout)"""
     num_sampled_actions: int = 16

@@ -112,6 +112,17 @@ def test_discounted_cost_to_go_on_a_hand_made_episode():
     )
 
 
+def test_q_network_shares_the_state_part_across_sampled_actions():
+    """Q(s, a) is the MLP on [s, a]; with obs [B, O] and actions [K, B, A] it broadcasts to [K, B], each entry
+    equal to Q of its own state and action."""
+    torch.manual_seed(0)
+    q = cvpo.QNetwork(5, 2, 16)
+    obs, actions = torch.randn(3, 5), torch.randn(4, 3, 2)
+    on_concat = q.q(torch.cat([obs.expand(4, -1, -1), actions], dim=-1)).squeeze(-1)
+    torch.testing.assert_close(q(obs, actions), on_concat)
+    torch.testing.assert_close(q(obs, actions[1]), on_concat[1])
+
+
 def m_step_kls(args, calls: int):
     """Repeated M-steps on one fixed batch, with the weights of an E-step (KL 0.1) that favours larger actions."""
     torch.manual_seed(0)
