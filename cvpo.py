@@ -10,7 +10,9 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
    mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
 Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
-cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed).
+cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed);
+`--cost-anchor 1` (Q_c also regresses on the cost realised from recent (s, a): by TD alone it reads low, as the
+E-step favours the actions whose Q_c is underestimated).
 Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
 realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
@@ -126,6 +128,9 @@ class Args:
     """the discount factor (reward and cost)"""
     tau: float = 0.05
     """polyak step of the target networks (critics and the old policy): target <- (1 - tau) target + tau online"""
+    cost_anchor: float = 1.0
+    """weight of the cost critic's second loss: Q_c at recent (s, a) (of the latest 20,000 transitions, in finished
+    episodes) toward the discounted cost realised from there (0: TD alone, as in the paper)"""
 
 
 class MLP(nn.Module):
@@ -307,6 +312,7 @@ class ReplayBuffer:
         self.obs, self.next_obs = np.zeros((capacity, obs_dim)), np.zeros((capacity, obs_dim))
         self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
         self.rewards, self.costs, self.terminated = (np.zeros(capacity, dtype=np.float32) for _ in range(3))
+        self.cost_to_go = np.full(capacity, np.nan, dtype=np.float32)  # realised, once the episode has finished
         self.capacity = capacity
         self.size, self.pos = 0, 0
 
@@ -314,7 +320,23 @@ class ReplayBuffer:
         idx = (self.pos + np.arange(len(obs))) % self.capacity
         self.obs[idx], self.actions[idx], self.rewards[idx] = obs, actions, rewards
         self.costs[idx], self.next_obs[idx], self.terminated[idx] = costs, next_obs, terminated
+        self.cost_to_go[idx] = np.nan
         self.pos, self.size = (self.pos + len(obs)) % self.capacity, min(self.size + len(obs), self.capacity)
+        return idx
+
+    def finish_episode(self, slots: np.ndarray, costs: np.ndarray, gamma: float, horizon: int) -> np.ndarray:
+        """Store the realised discounted cost-to-go at a finished episode's transitions (`slots`, in order), except
+        the last `horizon`, where the episode's end cuts it short. Returns it for all of them."""
+        g = discounted_cost_to_go(costs, gamma)
+        self.cost_to_go[slots[: max(len(costs) - horizon, 0)]] = g[: max(len(costs) - horizon, 0)]
+        return g
+
+    def sample_recent(self, rng, batch_size: int, window: int, obs_rms: "RunningMeanStd", device) -> tuple:
+        """Up to batch_size of the latest `window` transitions whose realised cost-to-go is known."""
+        idx = (self.pos - 1 - rng.integers(0, min(window, self.size), size=4 * batch_size)) % self.capacity
+        idx = idx[np.isfinite(self.cost_to_go[idx])][:batch_size]
+        arrays = (obs_rms.normalize(self.obs[idx]), self.actions[idx], self.cost_to_go[idx])
+        return tuple(torch.as_tensor(x, dtype=torch.float32, device=device) for x in arrays)
 
     def sample(self, rng: np.random.Generator, batch_size: int, obs_rms: "RunningMeanStd", device) -> tuple:
         idx = rng.integers(0, self.size, size=batch_size)
@@ -350,6 +372,10 @@ def critic_steps(critics, target_critics, target_actor, optimizer, buffer, rng, 
             y_c = cst + args.gamma * (1 - term) * qc_next
         q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
         q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
+        if args.cost_anchor > 0:
+            o, a, g = buffer.sample_recent(rng, args.batch_size, 20_000, obs_rms, device)
+            if len(g):
+                q_c_loss = q_c_loss + args.cost_anchor * 0.5 * (qc(o, a) - g).pow(2).mean()
         optimizer.zero_grad()
         (q_r_loss + q_c_loss).backward()
         optimizer.step()
@@ -364,22 +390,8 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
             t.lerp_(o, tau)
 
 
-UPDATE_KEYS = (
-    "q_r_loss",
-    "q_c_loss",
-    "q_r",
-    "q_c",
-    "q_c_taken",
-    "cost_to_go",
-    "policy_loss",
-    "cvpo/eta",
-    "cvpo/lambda",
-    "cvpo/e_step_kl",
-    "cvpo/kl_mean",
-    "cvpo/kl_var",
-    "cvpo/alpha_mean",
-    "cvpo/alpha_var",
-)
+UPDATE_KEYS = """q_r_loss q_c_loss q_r q_c q_c_taken cost_to_go policy_loss cvpo/eta cvpo/lambda cvpo/e_step_kl
+cvpo/kl_mean cvpo/kl_var cvpo/alpha_mean cvpo/alpha_var""".split()  # progress.csv's columns of the updates
 
 
 def main(args: Args) -> dict:
@@ -437,7 +449,7 @@ def main(args: Args) -> dict:
         real_next_obs = next_obs.copy()  # the vector env auto-resets: the true last observation is in the info
         for i in np.flatnonzero(terminated | truncated):
             real_next_obs[i] = info["final_observation"][i]
-        buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
+        slots = buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
         obs_rms.update(next_obs)
         raw_obs_prev, raw_obs = raw_obs, next_obs
         global_step += N
@@ -445,12 +457,13 @@ def main(args: Args) -> dict:
         cumulative_cost += cost.sum()
         ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
         for i in range(N):
-            episode_steps[i].append((raw_obs_prev[i], actions[i], cost[i]))
+            episode_steps[i].append((raw_obs_prev[i], actions[i], cost[i], slots[i]))
         for i in np.flatnonzero(terminated | truncated):
             finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
-            o, a, c = (np.array(x) for x in zip(*episode_steps[i]))
+            o, a, c, b = (np.array(x) for x in zip(*episode_steps[i]))
+            g = buffer.finish_episode(b, c, args.gamma, horizon)
             keep = np.arange(0, max(len(c) - horizon, 0), 8)
-            checks.append((o[keep], a[keep], discounted_cost_to_go(c, args.gamma)[keep]))
+            checks.append((o[keep], a[keep], g[keep]))
             episode_steps[i] = []
             ep_return[i], ep_cost[i], ep_len[i] = 0.0, 0.0, 0
 
@@ -530,38 +543,22 @@ def check_args(args: Args) -> None:
         raise SystemExit(
             f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
         )
-    for name in (
-        "total_timesteps",
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "update_every",
-        "log_every",
-        "critic_steps",
-        "m_step_iters",
-        "hidden",
-    ):
+    counts = "total_timesteps num_envs buffer_size batch_size update_every log_every critic_steps m_step_iters"
+    for name in (*counts.split(), "hidden"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.num_sampled_actions < 2:
         raise SystemExit(f"error: --num-sampled-actions must be at least 2, got {args.num_sampled_actions}")
-    for name in (
-        "policy_lr",
-        "critic_lr",
-        "dual_constraint",
-        "kl_mean_constraint",
-        "kl_var_constraint",
-        "alpha_mean_scale",
-        "alpha_var_scale",
-        "alpha_mean_max",
-        "alpha_var_max",
-    ):
+    positive = "policy_lr critic_lr dual_constraint kl_mean_constraint kl_var_constraint alpha_mean_scale".split()
+    for name in (*positive, "alpha_var_scale", "alpha_mean_max", "alpha_var_max"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not 0 < args.gamma < 1:
         raise SystemExit(f"error: --gamma must be in (0, 1), got {args.gamma}")
     if not 0 < args.tau <= 1:
         raise SystemExit(f"error: --tau must be in (0, 1], got {args.tau}")
+    if not 0 <= args.cost_anchor < np.inf:
+        raise SystemExit(f"error: --cost-anchor must be a finite number >= 0, got {args.cost_anchor}")
     if not 0 <= args.cost_limit < np.inf:
         raise SystemExit(f"error: --cost-limit must be a finite number >= 0, got {args.cost_limit}")
     if args.eval_episodes < 0:
