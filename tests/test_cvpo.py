@@ -175,7 +175,8 @@ def test_replay_buffer_keeps_the_realised_cost_to_go_of_recent_finished_episodes
     costs = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
     g = buffer.finish_episode(np.array(slots), costs, gamma=0.5, horizon=2)
     assert g.tolist() == [0.6875, 1.375, 0.75, 1.5, 1.0, 0.0]  # G_t = c_t + 0.5 G_{t+1}
-    assert buffer.cost_to_go[:4].tolist() == [0.6875, 1.375, 0.75, 1.5]  # the last 2 (cut short by the end) stay unknown
+    # stored for all but the last 2 steps, which the episode's end cuts short: those stay unknown
+    assert buffer.cost_to_go[:4].tolist() == [0.6875, 1.375, 0.75, 1.5]
     assert np.isnan(buffer.cost_to_go[4:]).all()
     rms = cvpo.RunningMeanStd(1)
     rms.mean, rms.var = np.zeros(1), np.ones(1)
