@@ -10,9 +10,9 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
    mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
 Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
-cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed);
-`--cost-anchor 1` (Q_c also regresses on the cost realised from recent (s, a): by TD alone it reads low, as the
-E-step favours the actions whose Q_c is underestimated).
+cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed).
+Option, off by default: `--cost-anchor` (Q_c also regresses on the cost realised from recent (s, a): by TD alone
+it reads low, as the E-step favours the actions whose Q_c is underestimated; measured mixed, see docs/cvpo.md).
 Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
 realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
@@ -128,7 +128,7 @@ class Args:
     """the discount factor (reward and cost)"""
     tau: float = 0.05
     """polyak step of the target networks (critics and the old policy): target <- (1 - tau) target + tau online"""
-    cost_anchor: float = 1.0
+    cost_anchor: float = 0.0
     """weight of the cost critic's second loss: Q_c at recent (s, a) (of the latest 20,000 transitions, in finished
     episodes) toward the discounted cost realised from there (0: TD alone, as in the paper)"""
 
