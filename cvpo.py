@@ -327,8 +327,8 @@ class ReplayBuffer:
     def finish_episode(self, slots: np.ndarray, costs: np.ndarray, gamma: float, horizon: int) -> np.ndarray:
         """Store the realised discounted cost-to-go at a finished episode's transitions (`slots`, in order), except
         the last `horizon`, where the episode's end cuts it short. Returns it for all of them."""
-        g = discounted_cost_to_go(costs, gamma)
-        self.cost_to_go[slots[: max(len(costs) - horizon, 0)]] = g[: max(len(costs) - horizon, 0)]
+        g, known = discounted_cost_to_go(costs, gamma), max(len(costs) - horizon, 0)
+        self.cost_to_go[slots[:known]] = g[:known]
         return g
 
     def sample_recent(self, rng, batch_size: int, window: int, obs_rms: "RunningMeanStd", device) -> tuple:
