@@ -1,3 +1,6 @@
+"""The known-answer check of per-network-clip.patch: the actor after ppo_update (2 epochs x 4 minibatches) on a
+hand-made batch is the same whether the cost returns are scaled by 1 or 1000 when each network is clipped on its
+own norm, and differs under the joint clip. Usage: python per-network-clip-check.py ppo_lagrangian.py [patched.py]"""
 import importlib.util, sys, torch
 def load(path):
     spec = importlib.util.spec_from_file_location("m", path); m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); return m
