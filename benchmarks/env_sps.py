@@ -78,8 +78,9 @@ def pss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_script(script: str, env_id: str, steps: int, num_envs, root: str) -> dict:
-    """Run `script`.py for `steps` env steps in a temporary folder; return its summary.json and its peak PSS."""
+def run_script(script: str, env_id: str, steps: int, num_envs, root: str, sample_every: float = 0.5) -> dict:
+    """Run `script`.py for `steps` env steps in a temporary folder; return its summary.json and its peak PSS,
+    sampled every `sample_every` seconds (0: not sampled, the peak reported as 0)."""
     command = [
         sys.executable,
         os.path.join(root, f"{script}.py"),
@@ -97,13 +98,13 @@ def run_script(script: str, env_id: str, steps: int, num_envs, root: str) -> dic
     with tempfile.TemporaryDirectory() as cwd:
         proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         peak, processes = 0.0, 0
-        while proc.poll() is None:
+        while sample_every > 0 and proc.poll() is None:
             tree = process_tree(proc.pid)
             total = sum(pss_mb(p) for p in tree)
             if total > peak:
                 peak, processes = total, len(tree)
-            time.sleep(0.5)
-        stderr = proc.stderr.read()
+            time.sleep(sample_every)
+        stderr = proc.communicate()[1]
         if proc.returncode != 0:
             raise SystemExit(f"error: {script}.py exited with {proc.returncode}: {stderr.strip()[-500:]}")
         run_dir = os.path.join(cwd, "runs", os.listdir(os.path.join(cwd, "runs"))[0])
@@ -119,9 +120,9 @@ def run_script(script: str, env_id: str, steps: int, num_envs, root: str) -> dic
     }
 
 
-def end_to_end(script: str, env_id: str, steps: int, num_envs=None, root: str = ROOT) -> dict:
-    short = run_script(script, env_id, steps, num_envs, root)
-    long = run_script(script, env_id, 2 * steps, num_envs, root)
+def end_to_end(script: str, env_id: str, steps: int, num_envs=None, root: str = ROOT, sample_every=0.5) -> dict:
+    short = run_script(script, env_id, steps, num_envs, root, sample_every)
+    long = run_script(script, env_id, 2 * steps, num_envs, root, sample_every)
     return {
         "script": script,
         "env_id": env_id,
@@ -142,12 +143,13 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scripts", default="", help="comma-separated scripts to time end to end, e.g. ppo,cppo")
     parser.add_argument("--root", default=ROOT, help="the folder holding the scripts (default: this repository)")
+    parser.add_argument("--sample-every", type=float, default=0.5, help="seconds between PSS samples (0: none)")
     a = parser.parse_args()
     if not a.scripts:
         print(json.dumps(raw_sps(a.env_id, a.num_envs or 8, a.steps, a.vector_env, a.seed)), flush=True)
     raw = {}  # num_envs -> raw SPS, measured just before the first script that uses it
     for script in filter(None, a.scripts.split(",")):
-        result = end_to_end(script, a.env_id, a.steps, a.num_envs, a.root)
+        result = end_to_end(script, a.env_id, a.steps, a.num_envs, a.root, a.sample_every)
         n = result["num_envs"]
         if n not in raw:
             raw[n] = raw_sps(a.env_id, n, a.steps, a.vector_env, a.seed)["sps"]
