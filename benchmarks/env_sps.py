@@ -13,9 +13,16 @@ and prints one JSON line per script:
 rollout cancel out. `peak_pss_mb` is the largest summed PSS (proportional set size: shared pages split
 between the processes sharing them) of the long run's process tree, sampled twice a second. Without
 --num-envs each script uses its own default, and raw stepping is measured with the same number of envs.
+
+The machine's own speed can drift by ~10% within minutes. --paired K alternates instead: raw, run, raw, ..., K
+runs of --steps each between raw measurements of --steps/2, and divides each run's steady SPS (between its
+first and last progress row) by the mean of the raw SPS just before and after it:
+    python benchmarks/env_sps.py --env-id SafetyPointGoal1-v0 --steps 48000 --scripts ppo_lagrangian --paired 3
 """
 
 import argparse
+import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -112,11 +119,55 @@ def run_script(script: str, env_id: str, steps: int, num_envs, root: str, sample
             summary = json.load(f)
         with open(os.path.join(run_dir, "config.json")) as f:
             config = json.load(f)
+        with open(os.path.join(run_dir, "progress.csv")) as f:
+            rows = list(csv.DictReader(f))
     return {
         "train_seconds": summary["train_seconds"],
+        "steady_sps": steady_sps(rows),
         "num_envs": config["num_envs"],
         "peak_pss_mb": peak,
         "peak_processes": processes,
+    }
+
+
+def steady_sps(rows: list) -> float:
+    """Env steps per second between the first and the last progress.csv row (start-up and the first update left
+    out), from each row's global_step and sps (global_step / seconds since training started); NaN with fewer
+    than two rows."""
+    if len(rows) < 2:
+        return float("nan")
+    (s0, r0), (s1, r1) = [(float(r["global_step"]), float(r["sps"])) for r in (rows[0], rows[-1])]
+    return (s1 - s0) / (s1 / r1 - s0 / r0)
+
+
+def default_num_envs(script: str, env_id: str, root: str = ROOT) -> int:
+    """The script's own number of envs for env_id (its env_layout)."""
+    spec = importlib.util.spec_from_file_location(script, os.path.join(root, f"{script}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.env_layout(module.Args(env_id=env_id)).num_envs
+
+
+def paired(script: str, env_id: str, steps: int, repeats: int, num_envs=None, root=ROOT, vector_env="auto") -> dict:
+    """The machine's speed drifts by ~10% within minutes, so a ratio of two measurements made at different times
+    carries that noise. Here raw stepping and the script alternate: raw, run, raw, run, ..., raw; each run's
+    steady SPS is divided by the mean of the raw measurements just before and after it."""
+    n = num_envs or default_num_envs(script, env_id, root)
+    raw = [raw_sps(env_id, n, steps // 2, vector_env)["sps"]]
+    runs = []
+    for _ in range(repeats):
+        runs.append(run_script(script, env_id, steps, n, root, sample_every=0)["steady_sps"])
+        raw.append(raw_sps(env_id, n, steps // 2, vector_env)["sps"])
+    ratios = [sps / ((raw[i] + raw[i + 1]) / 2) for i, sps in enumerate(runs)]
+    return {
+        "script": script,
+        "env_id": env_id,
+        "num_envs": n,
+        "steps": steps,
+        "steady_sps": runs,
+        "raw_sps": raw,
+        "ratios": ratios,
+        "ratio_median": float(np.median(ratios)),
     }
 
 
@@ -144,7 +195,18 @@ if __name__ == "__main__":
     parser.add_argument("--scripts", default="", help="comma-separated scripts to time end to end, e.g. ppo,cppo")
     parser.add_argument("--root", default=ROOT, help="the folder holding the scripts (default: this repository)")
     parser.add_argument("--sample-every", type=float, default=0.5, help="seconds between PSS samples (0: none)")
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        help="with --scripts: this many runs per script, each "
+        "between two raw measurements of --steps/2 (see `paired`); no memory sampling",
+    )
     a = parser.parse_args()
+    if a.paired and a.scripts:
+        for script in a.scripts.split(","):
+            print(json.dumps(paired(script, a.env_id, a.steps, a.paired, a.num_envs, a.root, a.vector_env)), flush=True)
+        raise SystemExit(0)
     if not a.scripts:
         print(json.dumps(raw_sps(a.env_id, a.num_envs or 8, a.steps, a.vector_env, a.seed)), flush=True)
     raw = {}  # num_envs -> raw SPS, measured just before the first script that uses it

@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, load_script, read_text, write_json
 
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import env_sps  # noqa: E402
 import report  # noqa: E402
 import resume  # noqa: E402
 
@@ -381,6 +382,17 @@ def test_updates_above_the_limit_use_each_rows_own_limit_when_logged(tmp_path):
     assert table_row(text, "ppo", env)[7] == "2.0 ± 0.0 of 4"
     intro = text.split("\n\n")[1]
     assert "`cost_limit` column" in intro and "cvpo" in intro and "`--log-every` intervals" in intro
+
+
+def test_steady_sps_leaves_out_the_time_before_the_first_row():
+    # 8000 steps logged at 40 s (a slow start-up), 24000 at 80 s: 16000 steps in the 40 s between the rows
+    rows = [
+        {"global_step": "8000", "sps": "200"},
+        {"global_step": "16000", "sps": "1"},
+        {"global_step": "24000", "sps": "300"},
+    ]
+    assert env_sps.steady_sps(rows) == pytest.approx(400.0)
+    assert env_sps.steady_sps(rows[:1]) != env_sps.steady_sps(rows[:1])  # NaN
 
 
 def test_curves_are_a_trailing_mean_over_updates():
