@@ -11,7 +11,7 @@ and prints one JSON line per script:
     {"script", "env_id", "num_envs", "steps", "sps", "raw_sps", "ratio", "peak_pss_mb", "peak_processes"}
 `sps` = steps / (train_seconds of the long run - train_seconds of the short one): start-up and the first
 rollout cancel out. `peak_pss_mb` is the largest summed PSS (proportional set size: shared pages split
-between the processes sharing them) of the long run's process tree, sampled twice a second. Without
+between the processes sharing them) of the long run's process tree, sampled every --sample-every seconds (0.5). Without
 --num-envs each script uses its own default, and raw stepping is measured with the same number of envs.
 
 The machine's own speed can drift by ~10% within minutes. --paired K alternates instead: raw, run, raw, ..., K
@@ -148,16 +148,15 @@ def default_num_envs(script: str, env_id: str, root: str = ROOT) -> int:
     return module.env_layout(module.Args(env_id=env_id)).num_envs
 
 
-def paired(script: str, env_id: str, steps: int, repeats: int, num_envs=None, root=ROOT, vector_env="auto") -> dict:
-    """The machine's speed drifts by ~10% within minutes, so a ratio of two measurements made at different times
-    carries that noise. Here raw stepping and the script alternate: raw, run, raw, run, ..., raw; each run's
-    steady SPS is divided by the mean of the raw measurements just before and after it."""
+def paired(script, env_id: str, steps: int, repeats: int, num_envs=None, root=ROOT, vector_env="auto", seed=0) -> dict:
+    """Raw stepping and the script alternate (raw, run, raw, ..., raw); each run's steady SPS is divided by the
+    mean of the raw measurements just before and after it, so that the machine's drift cancels."""
     n = num_envs or default_num_envs(script, env_id, root)
-    raw = [raw_sps(env_id, n, steps // 2, vector_env)["sps"]]
+    raw = [raw_sps(env_id, n, steps // 2, vector_env, seed)["sps"]]
     runs = []
     for _ in range(repeats):
         runs.append(run_script(script, env_id, steps, n, root, sample_every=0)["steady_sps"])
-        raw.append(raw_sps(env_id, n, steps // 2, vector_env)["sps"])
+        raw.append(raw_sps(env_id, n, steps // 2, vector_env, seed)["sps"])
     ratios = [sps / ((raw[i] + raw[i + 1]) / 2) for i, sps in enumerate(runs)]
     return {
         "script": script,
@@ -204,8 +203,9 @@ if __name__ == "__main__":
     )
     a = parser.parse_args()
     if a.paired and a.scripts:
-        for script in a.scripts.split(","):
-            print(json.dumps(paired(script, a.env_id, a.steps, a.paired, a.num_envs, a.root, a.vector_env)), flush=True)
+        for script in filter(None, a.scripts.split(",")):
+            result = paired(script, a.env_id, a.steps, a.paired, a.num_envs, a.root, a.vector_env, a.seed)
+            print(json.dumps(result), flush=True)
         raise SystemExit(0)
     if not a.scripts:
         print(json.dumps(raw_sps(a.env_id, a.num_envs or 8, a.steps, a.vector_env, a.seed)), flush=True)
