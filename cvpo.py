@@ -141,7 +141,7 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList([nn.Linear(in_dim, hidden), nn.Linear(hidden, hidden), nn.Linear(hidden, out_dim)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, last = self.layers  # unpacked, not sliced: a slice of a ModuleList is a new module (~0.1 ms)
+        *hidden, last = self.layers  # unpacked, not sliced: a slice of a ModuleList builds a new module
         for layer in hidden:
             x = F.relu(F.linear(x, layer.weight, layer.bias))
         return F.linear(x, last.weight, last.bias)

@@ -120,7 +120,7 @@ class MLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, last = self.layers  # unpacked, not sliced: a slice of a ModuleList is a new module (~0.1 ms)
+        *hidden, last = self.layers  # unpacked, not sliced: a slice of a ModuleList builds a new module
         for layer in hidden:
             x = torch.tanh(F.linear(x, layer.weight, layer.bias))
         return F.linear(x, last.weight, last.bias)
@@ -163,7 +163,7 @@ def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
     """
     delta, coef = (rewards + gamma * next_values - values).cpu().numpy(), (gamma * lam * (1.0 - dones)).cpu().numpy()
     advantages, last = np.zeros_like(delta), np.zeros_like(delta[0])
-    for t in reversed(range(len(delta))):  # in numpy: the same numbers as torch's small ops, ~20x faster
+    for t in reversed(range(len(delta))):  # in numpy: the same numbers as torch's small ops, in far less time
         last = delta[t] + coef[t] * last
         advantages[t] = last
     advantages = torch.from_numpy(advantages).to(rewards.device)
