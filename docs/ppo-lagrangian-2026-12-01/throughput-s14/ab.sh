@@ -1,3 +1,5 @@
+# A: the repository's scripts; B: /tmp/s14/batch, a copy of them with sched-batch.patch applied.
+# Usage: bash ab.sh <script> [reps] [steps]
 cd /work/main
 S=$1; N=${2:-3}; STEPS=${3:-32000}
 for i in $(seq $N); do
