@@ -4,7 +4,7 @@ Algorithm 1 of a course project report (CS-8803-DRL, "Constrained Proximal Polic
 restated here: CPPO (Xuan et al. 2023, arXiv:2305.14216) with Dyna (Sutton 1991). Each iteration:
 1. collect a real rollout and run the CPPO update on it (E-step target ratios, M-step fit; see cppo.py);
 2. store the real transitions, with their episode boundaries, in a replay buffer D_real;
-3. train a dynamics model F(s, a) -> (s' - s, r, c) with the report's multi-step loss (its Eq. 5),
+3. train a dynamics model F(s, a) -> (s' - s, r) and a cost model with the report's multi-step loss (its Eq. 5),
    sum_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, F rolling on its own predictions over real windows of one episode;
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
@@ -13,7 +13,9 @@ The CPPO update (cppo_update) is cppo.py's line for line, with the departures fr
 With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
 Departures from Algorithm 1 (the measurements: docs/history.md, "Earlier measurements"):
 - the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles;
-- --imagination-min-skill 0: imagine only while the model beats its no-model baselines (-inf: always, Algorithm 1);
+- the cost model is a classifier C(s, a) -> P(cost > 0), max-pooled per sensor, on real and model states;
+- --model-steps 40: a fixed number of model minibatches per iteration, not epochs over the growing D_real;
+- --imagination-min-skill 0: imagine only while the model (state, reward and cost) beats its no-model baselines;
 - --imagined-kl-frac 0.5: the imagined update's trust region is 0.5 delta, its step not scaled (1: Algorithm 1);
 - --imagined-critics off: the critics learn from real returns only (on: also from imagined ones, Algorithm 1).
 
@@ -145,10 +147,10 @@ class Args:
     (Algorithm 1); by default the critics learn from real data only"""
     multi_step_k: int = 5
     """K: the model is trained on its own k-step predictions, k = 1..K"""
-    model_epochs: int = 2
-    """passes over the windows of the replay buffer per iteration"""
+    model_steps: int = 40
+    """minibatch steps of the model and its cost classifier per iteration, on windows drawn from D_real"""
     model_lr: float = 1e-3
-    """the Adam learning rate of the dynamics model"""
+    """the Adam learning rate of the dynamics model and its cost classifier"""
     model_hidden: int = 200
     """hidden units of the model's two layers"""
     model_batch_size: int = 1000
@@ -519,20 +521,16 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
 
 
 class DynamicsModel(nn.Module):
-    """F(s, a) -> (s', r, cost logit) on normalised observations: an MLP predicts the state delta. The reward
-    head works in units of the real rewards' spread (reward_stats, set by fit_reward_scale):
-    navigation rewards are ~0.02 per step, too small beside the state error for the head to learn them raw."""
+    """F(s, a) -> (s', r) on normalised observations: an MLP predicts the state delta. The reward head works in
+    units of the real rewards' spread (reward_stats, set by fit_reward_scale): navigation rewards are ~0.02 per
+    step, too small beside the state error for the head to learn them raw."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int, generator: torch.Generator):
         super().__init__()
         with torch.random.fork_rng(devices=[]):  # nn.Linear's default init would draw from the global stream
-            self.net = nn.Sequential(
-                nn.Linear(obs_dim + act_dim, hidden),
-                nn.SiLU(),
-                nn.Linear(hidden, hidden),
-                nn.SiLU(),
-                nn.Linear(hidden, obs_dim + 2),
-            )
+            sizes = (obs_dim + act_dim, hidden, hidden, obs_dim + 1)  # two SiLU layers
+            layers = [nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes, sizes[1:])]
+            self.net = nn.Sequential(layers[0], nn.SiLU(), layers[1], nn.SiLU(), layers[2])
         for layer in self.net[::2]:  # its own generator: the policy's random stream stays that of cppo.py
             nn.init.orthogonal_(layer.weight, 1.0, generator=generator)
             nn.init.zeros_(layer.bias)
@@ -552,94 +550,121 @@ class DynamicsModel(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor):
         out = self.net(torch.cat([obs, act], -1))
-        return obs + out[..., :-2], self.reward_stats[2] + self.reward_stats[3] * out[..., -2], out[..., -1]
+        return obs + out[..., :-1], self.reward_stats[2] + self.reward_stats[3] * out[..., -1]
 
 
-def multi_step_loss(model: DynamicsModel, obs, act, next_obs, rew, cost):
+class CostClassifier(nn.Module):
+    """C(s, a) -> the logit of P(the step's cost > 0): cost is mostly a rare 0/1 event (a hazard entered), and
+    an MLP on the whole state memorises the few visits instead of learning "a hazard is close". So each group
+    of the observation (one sensor: a lidar's bins, an accelerometer's axes; `groups`, from the env) goes
+    through an encoder shared by its elements, tanh(w x + b) with 8 features, and a max over the elements; an
+    MLP reads the pooled features and the action. Without groups (velocity tasks) the MLP reads the whole state.
+    A group's elements share one scale: fit_input_scale maps normalised inputs to raw units standardised per group."""
+
+    def __init__(self, obs_dim: int, act_dim: int, groups: list, generator: torch.Generator, hidden: int = 64):
+        super().__init__()
+        self.groups = groups
+        with torch.random.fork_rng(devices=[]):
+            self.encoders = nn.ModuleList(nn.Linear(1, 8) for _ in groups)
+            self.net = MLP((8 * len(groups) if groups else obs_dim) + act_dim, 1, 1.0, hidden)
+        for layer in (m for m in self.modules() if isinstance(m, nn.Linear)):
+            nn.init.orthogonal_(layer.weight, 1.0, generator=generator)
+            nn.init.zeros_(layer.bias)
+        self.register_buffer("input_stats", torch.tensor([[1.0] * obs_dim, [0.0] * obs_dim]))  # scale, shift
+
+    def fit_input_scale(self, mean: np.ndarray, var: np.ndarray, eps: float = 1e-8) -> None:
+        """From the observation normaliser's per-element statistics: x -> (x * std_i + mean_i - M) / S, with M and S
+        the mean and spread of the group's raw values (its elements' pooled statistics)."""
+        scale, shift = np.ones_like(mean), np.zeros_like(mean)
+        for a, b in self.groups:
+            m = mean[a:b].mean()
+            spread = np.sqrt((var[a:b] + (mean[a:b] - m) ** 2).mean()) + eps
+            scale[a:b], shift[a:b] = np.sqrt(var[a:b] + eps) / spread, (mean[a:b] - m) / spread
+        self.input_stats.copy_(torch.tensor(np.stack([scale, shift])))
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        if self.groups:
+            obs = obs * self.input_stats[0] + self.input_stats[1]
+            pooled = []
+            for enc, (a, b) in zip(self.encoders, self.groups):  # max_x tanh(w x + b) = tanh(w max x + b) if w >= 0
+                w, x = enc.weight[:, 0], obs[..., a:b]
+                pooled.append(torch.tanh(torch.where(w >= 0, w * x.amax(-1, True), w * x.amin(-1, True)) + enc.bias))
+            obs = torch.cat(pooled, -1)
+        return self.net(torch.cat([obs, act], -1)).squeeze(-1)
+
+
+def observation_groups(env_id: str) -> list:
+    """(start, end) of each sensor's slice of the flat observation, in the order the env flattens them (its
+    observation-space dict); [] for tasks without one (the velocity tasks)."""
+    env = safety_gymnasium.make(env_id)
+    sensors = getattr(env.unwrapped, "obs_space_dict", None)
+    env.close()
+    ends = np.cumsum([spaces.flatdim(space) for space in sensors.values()]) if sensors else []
+    return [(int(end - spaces.flatdim(space)), int(end)) for end, space in zip(ends, (sensors or {}).values())]
+
+
+def multi_step_loss(model: DynamicsModel, classifier: CostClassifier, obs, act, next_obs, rew, cost):
     """The report's Eq. 5 on real windows: obs [B, D] start states, act [B, K, A], next_obs [B, K, D],
     rew and cost [B, K]. The model rolls on its own predictions; the loss sums, over k = 1..K, step k's state
-    error ||s_hat - s||_2, its reward MSE (in reward_scale units, on clipped targets) and its cost BCE.
-    Returns (loss, state error per k as a [K] tensor, detached)."""
-    s_hat = obs
+    error ||s_hat - s||_2, its reward MSE (in reward_scale units, on clipped targets) and the cost classifier's
+    BCE at (s_hat, a) before the step: at real states (k = 1) and at the model's own (detached), as imagination
+    meets them. Returns (loss, state error per k as a [K] tensor, detached)."""
+    s_hat, states = obs, []
     loss, errors = 0.0, []
     for k in range(act.shape[1]):
-        s_hat, r_hat, c_logit = model(s_hat, act[:, k])
+        states.append(s_hat.detach())
+        s_hat, r_hat = model(s_hat, act[:, k])
         error = (s_hat - next_obs[:, k]).norm(dim=-1)
         reward_error = ((r_hat - model.reward_target(rew[:, k])) / model.reward_stats[3]).pow(2).mean()
-        cost_target = cost[:, k].clamp(0.0, 1.0)  # costs are 0/1 events in most tasks: a probability
-        step = error.mean() + reward_error + F.binary_cross_entropy_with_logits(c_logit, cost_target)
-        loss = loss + step
+        loss = loss + error.mean() + reward_error
         errors.append(error.mean().detach())
-    return loss, torch.stack(errors)
+    c_logit = classifier(torch.stack(states, 1), act)  # [B, K]
+    cost_target = cost.clamp(0.0, 1.0)  # costs are 0/1 events in most tasks: a probability
+    return loss + act.shape[1] * F.binary_cross_entropy_with_logits(c_logit, cost_target), torch.stack(errors)
 
 
-MODEL_KEYS = (
-    "model/loss",
-    "model/one_step_error",
-    "model/k_step_error",
-    "model/zero_change_error",
-    "model/zero_change_k_step_error",
-    "model/mean_delta_error",
-    "model/mean_delta_k_step_error",
-    "model/skill",
-    "model/k_step_skill",
-    "model/reward_error",
-    "model/reward_baseline_error",
-    "model/reward_skill",
-    "model/cost_precision",
-    "model/cost_recall",
-    "model/cost_skill",
-    "imagined/return",
-    "imagined/cost",
-    "imagined/kl",
-    "imagined/recovery",
-    "imagined/on",
+MODEL_KEYS = tuple(
+    "model/loss model/one_step_error model/k_step_error model/zero_change_error model/zero_change_k_step_error "
+    "model/mean_delta_error model/mean_delta_k_step_error model/skill model/k_step_skill model/reward_error "
+    "model/reward_baseline_error model/reward_skill model/cost_precision model/cost_recall model/cost_skill "
+    "imagined/return imagined/cost imagined/kl imagined/recovery imagined/on".split()
 )
 # ^ the progress.csv keys of the model and of imagination (NaN when not measured)
 
 
-def model_skill(model: DynamicsModel, obs, act, next_obs, rew, cost, mean_delta, mean_reward: float) -> dict:
+def model_skill(model, classifier, obs, act, next_obs, rew, cost, mean_delta, mean_reward: float) -> dict:
     """How good the model is on held-out windows (the arguments of multi_step_loss), against two predictors
     that need no model: zero change (s_{t+k} = s_t) and mean delta (s_{t+k} = s_t + k * the mean one-step
     change in D_real). State errors are mean L2 in normalised units at k = 1 and k = K; skill = 1 - model
     error / best baseline error (1: exact, <= 0: a baseline does as well). The reward head's MSE (targets
-    clipped as in training) is set against predicting `mean_reward`; the cost head is scored as a classifier of
-    cost > 0 (p > 0.5) and by its Brier score against the best constant (the windows' own cost rate)."""
+    clipped as in training) is set against predicting `mean_reward`; the cost classifier, at the real (s, a), is
+    scored on cost > 0 (p > 0.5) and by its Brier score against the best constant (the windows' own cost rate)."""
     s_hat, model_errors, K = obs, [], act.shape[1]
     for k in range(K):
-        s_hat, r_hat, c_logit = model(s_hat, act[:, k])
+        s_hat, r_hat = model(s_hat, act[:, k])
         model_errors.append((s_hat - next_obs[:, k]).norm(dim=-1).mean().item())
         if k == 0:
             target = model.reward_target(rew[:, 0])
             reward_error = (r_hat - target).pow(2).mean().item()
             reward_baseline = (target - mean_reward).pow(2).mean().item()
-            actual = cost[:, 0].clamp(0.0, 1.0)
-            predicted = c_logit > 0
-            rate = actual.mean().item()
-            brier = (torch.sigmoid(c_logit) - actual).pow(2).mean().item()
-            actual = actual > 0
+    p, actual = torch.sigmoid(classifier(obs, act[:, 0])), cost[:, 0].clamp(0.0, 1.0)
+    rate, brier, predicted = actual.mean().item(), (p - actual).pow(2).mean().item(), p > 0.5
+    hits = (predicted & (actual > 0)).sum()  # precision and recall are NaN (0 / 0) where nothing is predicted or costs
     stats = {
         "model/one_step_error": model_errors[0],
         "model/k_step_error": model_errors[-1],
         "model/reward_error": reward_error,
         "model/reward_baseline_error": reward_baseline,
         "model/reward_skill": 1.0 - reward_error / max(reward_baseline, 1e-12),
-        "model/cost_precision": ((predicted & actual).sum() / predicted.sum()).item()
-        if predicted.any()
-        else float("nan"),
-        "model/cost_recall": ((predicted & actual).sum() / actual.sum()).item() if actual.any() else float("nan"),
+        "model/cost_precision": (hits / predicted.sum()).item(),
+        "model/cost_recall": (hits / (actual > 0).sum()).item(),
         "model/cost_skill": 1.0 - brier / (rate * (1.0 - rate)) if 0.0 < rate < 1.0 else float("nan"),
     }
     for name, k in (("", 0), ("k_step_", K - 1)):
         zero = (obs - next_obs[:, k]).norm(dim=-1).mean().item()
         mean = (obs + (k + 1) * mean_delta - next_obs[:, k]).norm(dim=-1).mean().item()
-        stats.update(
-            {
-                f"model/zero_change_{name}error": zero,
-                f"model/mean_delta_{name}error": mean,
-                f"model/{name}skill": 1.0 - model_errors[k] / max(min(zero, mean), 1e-12),
-            }
-        )
+        stats[f"model/zero_change_{name}error"], stats[f"model/mean_delta_{name}error"] = zero, mean
+        stats[f"model/{name}skill"] = 1.0 - model_errors[k] / max(min(zero, mean), 1e-12)
     return stats
 
 
@@ -653,77 +678,78 @@ def window_starts(done: np.ndarray, k: int) -> np.ndarray:
     return np.argwhere(inside)
 
 
-def windows(rollout: dict, starts: np.ndarray, k: int, obs_rms: "RunningMeanStd", device):
-    """Tensors of multi_step_loss for the given window starts of one stored rollout (normalised now)."""
-    t = starts[:, 0:1] + np.arange(k)  # [B, K]
-    n = starts[:, 1:2]
-    as_tensor = lambda x: torch.tensor(x, dtype=torch.float32, device=device)
-    return (
-        as_tensor(obs_rms.normalize(rollout["obs"][starts[:, 0], starts[:, 1]])),
-        as_tensor(rollout["act"][t, n]),
-        as_tensor(obs_rms.normalize(rollout["next_obs"][t, n])),
-        as_tensor(rollout["rew"][t, n]),
-        as_tensor(rollout["cost"][t, n]),
-    )
+def replay_tensors(replay, obs_rms: "RunningMeanStd", device) -> dict:
+    """Rollouts of D_real stacked as tensors [R, T, N, ...], their observations normalised with today's statistics."""
+    keys = ("obs", "act", "next_obs", "rew", "cost")
+    stack = lambda key: np.stack([obs_rms.normalize(r[key]) if "obs" in key else r[key] for r in replay])
+    return {key: torch.tensor(stack(key), dtype=torch.float32, device=device) for key in keys}
 
 
-def score_model(model: DynamicsModel, replay, rollout: dict, obs_rms: "RunningMeanStd", k: int, device) -> dict:
-    """model_skill on the windows of a rollout the model has not trained on, with the baselines' statistics
-    (mean one-step change, mean reward) from the replay buffer D_real."""
+def windows(data: dict, starts: np.ndarray, k: int):
+    """Tensors of multi_step_loss for the window starts (rollout, t, env) [B, 3] of replay_tensors' data."""
+    j, t, n = torch.as_tensor(starts).T[:, :, None]  # [B, 1] each
+    steps = t + torch.arange(k)  # [B, K]
+    rest = (data[key][j, steps, n] for key in ("act", "next_obs", "rew", "cost"))
+    return (data["obs"][j[:, 0], t[:, 0], n[:, 0]], *rest)
+
+
+def score_model(dyna: "Dyna", rollout: dict, obs_rms: "RunningMeanStd", k: int, device) -> dict:
+    """model_skill of the model and the cost classifier on the windows of a rollout they have not trained on,
+    with the baselines' statistics (mean one-step change, mean reward) from the replay buffer D_real."""
     dim = rollout["obs"].shape[-1]
-    deltas = [(obs_rms.normalize(r["next_obs"]) - obs_rms.normalize(r["obs"])).reshape(-1, dim) for r in replay]
+    deltas = [(obs_rms.normalize(r["next_obs"]) - obs_rms.normalize(r["obs"])).reshape(-1, dim) for r in dyna.replay]
     mean_delta = torch.tensor(np.concatenate(deltas).mean(0), dtype=torch.float32, device=device)
-    mean_reward = model.reward_stats[2].item()  # D_real's mean reward (clipped as the targets)
+    mean_reward = dyna.model.reward_stats[2].item()  # D_real's mean reward (clipped as the targets)
+    starts = np.pad(window_starts(rollout["done"], k), ((0, 0), (1, 0)))  # (rollout 0, t, env)
     with torch.no_grad():
-        starts = window_starts(rollout["done"], k)
-        return model_skill(model, *windows(rollout, starts, k, obs_rms, device), mean_delta, mean_reward)
+        data = windows(replay_tensors([rollout], obs_rms, device), starts, k)
+        return model_skill(dyna.model, dyna.classifier, *data, mean_delta, mean_reward)
 
 
-def train_model(model: DynamicsModel, optimizer, replay, obs_rms: "RunningMeanStd", args: "Args", generator, device):
-    """--model-epochs passes of the multi-step loss over every window of D_real, in shuffled batches of
-    --model-batch-size (from the model's own generator). Returns the mean loss."""
-    model.fit_reward_scale(np.concatenate([r["rew"].ravel() for r in replay]))
+def train_model(dyna: "Dyna", obs_rms: "RunningMeanStd", args: "Args", device) -> float:
+    """--model-steps minibatch steps of the multi-step loss (model and cost classifier), each on
+    --model-batch-size windows drawn from all of D_real (by the model's own generator). Returns the mean loss."""
+    dyna.model.fit_reward_scale(np.concatenate([r["rew"].ravel() for r in dyna.replay]))
     K = args.multi_step_k
-    starts = [window_starts(r["done"], K) for r in replay]
+    data = replay_tensors(dyna.replay, obs_rms, device)
+    starts = [window_starts(r["done"], K) for r in dyna.replay]
     index = np.concatenate([np.column_stack([np.full(len(s), j), s]) for j, s in enumerate(starts)])
+    params = dyna.optimizer.param_groups[0]["params"]
     losses = []
-    for _ in range(args.model_epochs):
-        order = torch.randperm(len(index), generator=generator).numpy()
-        for chunk in np.array_split(order, max(1, len(order) // args.model_batch_size)):
-            parts = [
-                windows(replay[j], index[chunk][index[chunk][:, 0] == j][:, 1:], K, obs_rms, device)
-                for j in np.unique(index[chunk][:, 0])
-            ]
-            loss, _ = multi_step_loss(model, *(torch.cat(x) for x in zip(*parts)))
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0, foreach=True)
-            optimizer.step()
-            losses.append(loss.detach())
+    for _ in range(args.model_steps):
+        pick = torch.randint(len(index), (args.model_batch_size,), generator=dyna.generator).numpy()
+        loss, _ = multi_step_loss(dyna.model, dyna.classifier, *windows(data, index[pick], K))
+        dyna.optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 10.0, foreach=True)
+        dyna.optimizer.step()
+        losses.append(loss.detach())
     return torch.stack(losses).mean().item()
 
 
 def imagination_on(skill: float, update: int, args: Args) -> bool:
     """Whether this iteration runs an imagined update: after --model-start-iter iterations, and only while the
-    model's skill (the lower of its state and reward skills) is above --imagination-min-skill (a NaN skill, not
-    measured yet, never is)."""
+    model's skill (the lowest of its state, reward and cost skills) is above --imagination-min-skill (a NaN skill,
+    not measured yet, never is)."""
     return args.model_rollouts > 0 and update > args.model_start_iter and skill > args.imagination_min_skill
 
 
-def imagine(model, actor, start_obs, horizon: int, low, high, reward_range, cost_range, generator: torch.Generator):
+def imagine(model, classifier, actor, start_obs, horizon: int, low, high, reward_range, cost_range, generator):
     """Roll the current policy through the model F from all starts at once: time-major obs [H+1, M, D],
-    actions [H, M, A] (the policy's samples), rewards and costs [H, M] clipped to the ranges of real data."""
+    actions [H, M, A] (the policy's samples), rewards and costs [H, M] clipped to the ranges of real data. A
+    step's cost is the classifier's probability of a cost at (s, a)."""
     obs, acts, rews, costs = [start_obs], [], [], []
     std = actor.log_std.exp()
     with torch.no_grad():
         for _ in range(horizon):
             mean = actor.mean(obs[-1])
             action = mean + std * torch.randn(mean.shape, generator=generator).to(mean.device)
-            next_obs, r_hat, c_logit = model(obs[-1], torch.max(torch.min(action, high), low))
+            clipped = torch.max(torch.min(action, high), low)
+            costs.append(torch.sigmoid(classifier(obs[-1], clipped)).clamp(*cost_range))
+            next_obs, r_hat = model(obs[-1], clipped)
             obs.append(next_obs.clamp(-10.0, 10.0))  # the observation normaliser's clip range
             acts.append(action)
             rews.append(r_hat.clamp(*reward_range))
-            costs.append(torch.sigmoid(c_logit).clamp(*cost_range))
     return torch.stack(obs), torch.stack(acts), torch.stack(rews), torch.stack(costs)
 
 
@@ -744,19 +770,22 @@ def stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw: lis
 
 
 class Dyna:
-    """The model side of Algorithm 1, kept across iterations: the dynamics model F, its optimizer, the generator
-    of its minibatches and of the imagined rollouts' starts, D_real (whole rollouts, episode ends kept), the
+    """The model side of Algorithm 1, kept across iterations: F and its cost classifier C, their optimizer, the
+    generator of their minibatches and of the imagined starts, D_real (whole rollouts, episode ends kept), the
     action box, and the range of the real rewards and costs so far (imagined ones are clipped to it)."""
 
     def __init__(self, obs_dim: int, act_dim: int, low, high, args: "Args", device):
         self.generator = torch.Generator().manual_seed(args.seed + 1)
         self.model = DynamicsModel(obs_dim, act_dim, args.model_hidden, self.generator).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=args.model_lr, fused=True)
+        groups = observation_groups(args.env_id)
+        self.classifier = CostClassifier(obs_dim, act_dim, groups, self.generator).to(device)
+        params = list(self.model.parameters()) + list(self.classifier.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=args.model_lr, fused=True)
         self.replay = deque(maxlen=args.buffer_rollouts)
         self.bounds = tuple(torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
         self.reward_range = [np.inf, -np.inf]
         self.cost_range = [np.inf, -np.inf]
-        self.skill = np.nan  # the lower of the model's state and reward skills on the latest rollout
+        self.skill = np.nan  # the lowest of the model's state, reward and cost skills on the latest rollout
 
     def learn(self, rollout: dict, obs_rms: "RunningMeanStd", args: "Args", device) -> dict:
         """Steps 2 and 3: score the model on the rollout's windows before it trains on them (held out; against
@@ -765,12 +794,12 @@ class Dyna:
         self.reward_range = [min(self.reward_range[0], rew.min()), max(self.reward_range[1], rew.max())]
         self.cost_range = [min(self.cost_range[0], cost.min()), max(self.cost_range[1], cost.max())]
         start = time.time()
-        stats = score_model(self.model, self.replay, rollout, obs_rms, args.multi_step_k, device) if self.replay else {}
-        self.skill = np.minimum(stats.get("model/skill", np.nan), stats.get("model/reward_skill", np.nan))  # keeps NaN
+        self.classifier.fit_input_scale(obs_rms.mean, obs_rms.var, obs_rms.eps)
+        stats = score_model(self, rollout, obs_rms, args.multi_step_k, device) if self.replay else {}
+        judged = ("", "reward_", "cost_") if cost.any() else ("", "reward_")  # the classifier, where there is a cost
+        self.skill = np.min([stats.get(f"model/{name}skill", np.nan) for name in judged])  # NaN while any is
         self.replay.append(rollout)
-        stats["model/loss"] = train_model(
-            self.model, self.optimizer, self.replay, obs_rms, args, self.generator, device
-        )
+        stats["model/loss"] = train_model(self, obs_rms, args, device)
         stats["time_model"] = time.time() - start
         return stats
 
@@ -797,7 +826,7 @@ def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_margin: float, i
     actor, critic, cost_critic = agent[:3]
     ranges = (dyna.reward_range, dyna.cost_range)
     img_obs, img_act, img_rew, img_cost = imagine(
-        dyna.model, actor, start_obs, args.horizon, *dyna.bounds, *ranges, dyna.generator
+        dyna.model, dyna.classifier, actor, start_obs, args.horizon, *dyna.bounds, *ranges, dyna.generator
     )
     no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
     no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
@@ -973,7 +1002,7 @@ def check_args(args: Args) -> None:
             f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
         )
     cppo_counts = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window")
-    model_counts = ("horizon", "multi_step_k", "model_epochs", "model_hidden", "model_batch_size", "buffer_rollouts")
+    model_counts = ("horizon", "multi_step_k", "model_steps", "model_hidden", "model_batch_size", "buffer_rollouts")
     for name in cppo_counts + model_counts:
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")

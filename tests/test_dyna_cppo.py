@@ -30,6 +30,16 @@ def linear_system_windows(n, k, seed):
     return start, act, torch.stack(states, 1), torch.stack(rew, 1), torch.zeros(n, k)
 
 
+def classifier_of(obs_dim=3, groups=(), bias=None):
+    """A cost classifier over obs_dim inputs and 2 actions; with `bias`, its net outputs that logit everywhere."""
+    classifier = dyna.CostClassifier(obs_dim, 2, list(groups), torch.Generator().manual_seed(0))
+    if bias is not None:
+        for p in classifier.parameters():
+            torch.nn.init.zeros_(p)
+        torch.nn.init.constant_(classifier.net.layers[-1].bias, bias)
+    return classifier
+
+
 def test_multi_step_loss_fits_a_known_linear_system():
     torch.manual_seed(0)
     k = 5
@@ -37,14 +47,14 @@ def test_multi_step_loss_fits_a_known_linear_system():
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     test = linear_system_windows(2000, k, seed=123)
     with torch.no_grad():
-        _, before = dyna.multi_step_loss(model, *test)
+        _, before = dyna.multi_step_loss(model, classifier_of(), *test)
     for step in range(600):
-        loss, _ = dyna.multi_step_loss(model, *linear_system_windows(256, k, seed=step))
+        loss, _ = dyna.multi_step_loss(model, classifier_of(), *linear_system_windows(256, k, seed=step))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        _, after = dyna.multi_step_loss(model, *test)
+        _, after = dyna.multi_step_loss(model, classifier_of(), *test)
     assert after[-1] < 0.2 * before[-1]  # the K-step error falls with training...
     assert after[0] < 0.05 and after[-1] < 0.15  # ...and the model fits the system (state scale ~1)
     assert (after[1:] >= after[:-1] * 0.5).all()  # errors compound along k, as they should
@@ -55,7 +65,7 @@ def train_on(windows_of, steps, seed=0):
     model = dyna.DynamicsModel(3, 2, 64, torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(steps):
-        loss, _ = dyna.multi_step_loss(model, *windows_of(256, step))
+        loss, _ = dyna.multi_step_loss(model, classifier_of(), *windows_of(256, step))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -74,7 +84,7 @@ def test_model_skill_near_one_where_the_model_is_exact_and_not_above_zero_on_noi
     test = linear_system_windows(2000, 5, seed=123)
     exact = train_on(lambda n, step: linear_system_windows(n, 5, seed=step), 600)
     with torch.no_grad():
-        stats = dyna.model_skill(exact, *test, mean_delta=torch.zeros(3), mean_reward=0.0)
+        stats = dyna.model_skill(exact, classifier_of(), *test, mean_delta=torch.zeros(3), mean_reward=0.0)
     assert stats["model/skill"] > 0.85 and stats["model/k_step_skill"] > 0.6
     assert stats["model/reward_error"] < 0.05 * stats["model/reward_baseline_error"]
     # The zero-change baseline's error is the distance to the next state, as in its definition.
@@ -87,20 +97,21 @@ def test_model_skill_near_one_where_the_model_is_exact_and_not_above_zero_on_noi
     for p in zero.parameters():
         torch.nn.init.zeros_(p)  # predicts "no change": exactly the zero-change baseline
     with torch.no_grad():
-        trained = dyna.model_skill(walker, *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
+        trained = dyna.model_skill(walker, classifier_of(), *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
         untrained = dyna.model_skill(
             dyna.DynamicsModel(3, 2, 64, torch.Generator().manual_seed(3)),
+            classifier_of(),
             *noise,
             mean_delta=torch.zeros(3),
             mean_reward=0.0,
         )
-        no_change = dyna.model_skill(zero, *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
+        no_change = dyna.model_skill(zero, classifier_of(), *noise, mean_delta=torch.zeros(3), mean_reward=0.0)
     assert trained["model/skill"] < 0.02  # noise cannot be learnt: no better than a baseline (up to sampling)
     assert untrained["model/skill"] < 0 and no_change["model/skill"] == pytest.approx(0.0, abs=1e-6)
     # A mean delta that matches a drift beats zero change, and the skill is measured against the better one.
     drift = (test[0], test[1], test[0][:, None] + 0.5 * torch.arange(1, 6)[None, :, None], test[3], test[4])
     with torch.no_grad():
-        drifting = dyna.model_skill(zero, *drift, mean_delta=torch.full((3,), 0.5), mean_reward=0.0)
+        drifting = dyna.model_skill(zero, classifier_of(), *drift, mean_delta=torch.full((3,), 0.5), mean_reward=0.0)
     assert drifting["model/mean_delta_error"] < 1e-5 and drifting["model/skill"] < -1e3
 
 
@@ -112,16 +123,14 @@ def test_model_skill_scores_the_cost_head_as_a_classifier():
     cost = torch.zeros(8, 2)
     cost[:2, 0] = 1.0  # two of eight first steps have a cost
     with torch.no_grad():
-        zero.net[-1].bias[-1] = 5.0  # the cost head says "cost" everywhere
-        always = dyna.model_skill(zero, obs, act, next_obs, rew, cost, torch.zeros(3), 0.0)
-        zero.net[-1].bias[-1] = -5.0  # ... and nowhere
-        never = dyna.model_skill(zero, obs, act, next_obs, rew, cost, torch.zeros(3), 0.0)
+        always = dyna.model_skill(zero, classifier_of(bias=5.0), obs, act, next_obs, rew, cost, torch.zeros(3), 0.0)
+        never = dyna.model_skill(zero, classifier_of(bias=-5.0), obs, act, next_obs, rew, cost, torch.zeros(3), 0.0)
     assert always["model/cost_recall"] == 1.0 and always["model/cost_precision"] == pytest.approx(0.25)
     assert never["model/cost_recall"] == 0.0 and math.isnan(never["model/cost_precision"])
 
 
 def zero_model(obs_dim=3):
-    """A model whose net outputs zeros: no state change, reward = reward_shift, cost logit 0 (p = 0.5)."""
+    """A model whose net outputs zeros: no state change, reward = reward_shift."""
     model = dyna.DynamicsModel(obs_dim, 2, 8, torch.Generator().manual_seed(0))
     for p in model.parameters():
         torch.nn.init.zeros_(p)
@@ -139,13 +148,19 @@ def test_the_reward_head_works_in_units_of_the_clipped_rewards_spread():
     assert shift == pytest.approx(clipped.mean()) and scale == pytest.approx(clipped.std(), rel=1e-5)
     torch.testing.assert_close(model.reward_target(torch.tensor([5.0, -1.0, 0.01])), torch.tensor([1.0, -0.01, 0.01]))
     # The zero model predicts the mean: its reward loss is the clipped targets' variance / scale^2 = 1 per step,
-    # whatever the rewards' units (x100 below); the state error is 0 and the cost BCE at p = 0.5 is ln 2.
+    # whatever the rewards' units (x100 below); the state error is 0 and the cost BCE at p = 0.5 is ln 2 per step.
     for units in (1.0, 100.0):
         model.fit_reward_scale(units * rewards, tail=0.01)
         rew = torch.tensor(units * rewards, dtype=torch.float32)[:, None].repeat(1, 2)  # [200, K = 2]
         obs = torch.zeros(200, 3)
         loss, errors = dyna.multi_step_loss(
-            model, obs, torch.zeros(200, 2, 2), torch.zeros(200, 2, 3), rew, torch.zeros(200, 2)
+            model,
+            classifier_of(bias=0.0),
+            obs,
+            torch.zeros(200, 2, 2),
+            torch.zeros(200, 2, 3),
+            rew,
+            torch.zeros(200, 2),
         )
         assert loss.item() == pytest.approx(2 * (1.0 + math.log(2)), rel=1e-4) and errors.abs().max() == 0
 
@@ -157,32 +172,115 @@ def test_model_skill_scores_the_reward_and_cost_heads_against_constants():
     cost = torch.zeros(8, 2)
     cost[:2, 0] = 1.0  # a cost rate of 1/4 on the first step
     model.fit_reward_scale(rew.numpy().ravel(), tail=0.0)  # shift 0.5: the zero model predicts the mean reward
+    half = classifier_of(bias=0.0)  # p = 0.5 everywhere
     with torch.no_grad():
-        at_mean = dyna.model_skill(model, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
-        model.net[-1].bias[-2] = 2.0  # now it predicts 0.5 + 0.5 * 2 = 1.5: error 1.25 against 0.25
-        off = dyna.model_skill(model, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
+        at_mean = dyna.model_skill(model, half, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
+        model.net[-1].bias[-1] = 2.0  # now it predicts 0.5 + 0.5 * 2 = 1.5: error 1.25 against 0.25
+        off = dyna.model_skill(model, half, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
     assert at_mean["model/reward_skill"] == pytest.approx(0.0, abs=1e-6)
     assert off["model/reward_error"] == pytest.approx(1.25) and off["model/reward_skill"] == pytest.approx(-4.0)
     # p = 0.5 everywhere: Brier 0.25 against the best constant's rate * (1 - rate) = 3/16.
     assert at_mean["model/cost_skill"] == pytest.approx(1 - 0.25 / (3 / 16))
+    at_rate = classifier_of(bias=math.log(1 / 3))  # p = 1/4, the rate: exactly the best constant
     with torch.no_grad():
-        model.net[-1].bias[-1] = math.log(1 / 3)  # p = 1/4, the rate: exactly the best constant
-        rate = dyna.model_skill(model, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
+        rate = dyna.model_skill(model, at_rate, obs, act, next_obs, rew, cost, torch.zeros(3), mean_reward=0.5)
     assert rate["model/cost_skill"] == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.slow
-def test_main_gates_imagination_on_the_lower_of_state_and_reward_skill(tmp_path, monkeypatch):
+def test_main_gates_imagination_on_the_lowest_of_state_reward_and_cost_skill(tmp_path, monkeypatch):
+    # HalfCheetah's first rollouts have no cost; `costly` puts one in each, so that the cost skill counts.
     monkeypatch.chdir(tmp_path)
-    measured = dyna.model_skill
-    for reward_skill, on in ((-0.1, 0.0), (0.2, 1.0)):
+    measured, stored = dyna.model_skill, dyna.stored_rollout
 
-        def skill(*a, reward_skill=reward_skill, **kw):
-            return {**measured(*a, **kw), "model/skill": 0.9, "model/reward_skill": reward_skill}
+    def costly(*a, **kw):
+        rollout = stored(*a, **kw)
+        rollout["cost"][0, 0] = 1.0
+        return rollout
+
+    cases = [((0.9, -0.1, 0.9), True, 0.0), ((0.9, 0.2, 0.9), True, 1.0), ((0.9, 0.2, -0.3), True, 0.0)]
+    cases += [((0.9, 0.2, -0.3), False, 1.0)]  # no cost in the rollout: the cost skill does not count
+    for i, ((state, reward, cost), with_cost, on) in enumerate(cases):
+
+        def skill(*a, s=(state, reward, cost), **kw):
+            return {**measured(*a, **kw), "model/skill": s[0], "model/reward_skill": s[1], "model/cost_skill": s[2]}
 
         monkeypatch.setattr(dyna, "model_skill", skill)
-        rows = run_main(dyna, tmp_path / str(on), model_start_iter=0, model_rollouts=64)  # default gate: 0
-        assert [float(r["imagined/on"]) for r in rows] == [0.0] + [on] * (len(rows) - 1)
+        monkeypatch.setattr(dyna, "stored_rollout", costly if with_cost else stored)
+        rows = run_main(dyna, tmp_path / str(i), model_start_iter=0, model_rollouts=64)  # default gate: 0
+        assert [float(r["imagined/on"]) for r in rows] == [0.0] + [on] * (len(rows) - 1), i
+
+
+def test_observation_groups_are_the_sensors_in_the_flat_order():
+    # PointGoal1's observation: accelerometer, velocimeter, gyro, magnetometer (3 each), then 16 bins for each
+    # of the goal, hazards and vases lidars; a velocity task has no sensor dict.
+    spans = [(0, 3), (3, 6), (6, 9), (9, 12), (12, 28), (28, 44), (44, 60)]
+    assert dyna.observation_groups("SafetyPointGoal1-v0") == spans
+    assert dyna.observation_groups("SafetyHalfCheetahVelocity-v1") == []
+
+
+def test_the_cost_classifier_pools_each_group_in_one_scale():
+    torch.manual_seed(0)
+    groups = [(0, 2), (2, 5)]
+    classifier = classifier_of(5, groups)
+    # A max-pool per group: the order inside a group does not matter, which group an element is in does.
+    x, act = torch.randn(64, 5), torch.randn(64, 2)
+    with torch.no_grad():
+        out = classifier(x, act)
+        torch.testing.assert_close(classifier(x[:, [1, 0, 4, 2, 3]], act), out)
+        assert (classifier(x[:, [2, 1, 0, 3, 4]], act) - out).abs().max() > 1e-3
+    # Inputs normalised per element (x - mean_i) / std_i come back as raw values standardised per group: group
+    # (0, 2) with means 0 and 2 and variances 1 and 1 has mean 1 and spread sqrt(1 + 1).
+    mean, var = np.array([0.0, 2.0, 0.0, 0.0, 0.0]), np.array([1.0, 1.0, 4.0, 4.0, 4.0])
+    classifier.fit_input_scale(mean, var, eps=0.0)
+    normalised = torch.tensor([[0.0, 0.0, 0.5, 0.0, 0.0]])  # raw: 0, 2, 1, 0, 0
+    scale, shift = classifier.input_stats
+    expected = torch.tensor([[-1 / math.sqrt(2), 1 / math.sqrt(2), 0.5, 0.0, 0.0]])
+    torch.testing.assert_close(normalised * scale + shift, expected)
+
+
+def test_the_cost_classifier_learns_a_rare_proximity_cost_from_data():
+    # Two lidars of 8 bins, each below 0.8; a cost in ~4% of the steps, where one bin of the hazard lidar, any, is
+    # 0.95 (a hazard is close). Trained with the loss's BCE on 3000 steps, the classifier separates held-out steps:
+    # a Brier skill against the constant rate near 1.
+    g = torch.Generator().manual_seed(0)
+
+    def data(n):
+        x = torch.rand(n, 16, generator=g) * 0.8
+        hot = torch.rand(n, generator=g) < 0.04
+        x[hot, 8 + torch.randint(8, (int(hot.sum()),), generator=g)] = 0.95
+        return x, torch.rand(n, 2, generator=g) * 2 - 1, hot.float()
+
+    classifier = classifier_of(16, [(0, 8), (8, 16)])
+    x, act, cost = data(3000)
+    classifier.fit_input_scale(x.mean(0).numpy(), x.var(0).numpy())
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-2)
+    for step in range(400):
+        idx = torch.randint(3000, (256,), generator=g)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(classifier(x[idx], act[idx]), cost[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    x, act, cost = data(4000)
+    with torch.no_grad():
+        p = torch.sigmoid(classifier(x, act))
+    rate = cost.mean()
+    assert 1 - (p - cost).pow(2).mean() / (rate * (1 - rate)) > 0.95
+
+
+def test_the_cost_loss_trains_the_classifier_on_the_models_states_but_not_the_model():
+    # The classifier reads (s_hat_k, a_k) before each step, detached: the model's gradient is the same
+    # whatever the costs, and the classifier's cost term is K times the mean BCE over steps.
+    obs, act, next_obs, rew, _ = linear_system_windows(32, 3, seed=2)
+    grads, losses = [], []
+    for cost in (torch.zeros(32, 3), torch.ones(32, 3)):
+        model = dyna.DynamicsModel(3, 2, 8, torch.Generator().manual_seed(0))
+        loss, _ = dyna.multi_step_loss(model, classifier_of(bias=0.0), obs, act, next_obs, rew, cost)
+        loss.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        losses.append(loss.item())
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)  # p = 0.5: BCE ln 2 whether the cost is 0 or 1
 
 
 def test_multi_step_loss_rolls_on_its_own_predictions():
@@ -191,7 +289,7 @@ def test_multi_step_loss_rolls_on_its_own_predictions():
     for p in model.parameters():
         torch.nn.init.zeros_(p)
     obs, act, next_obs, rew, cost = linear_system_windows(100, 4, seed=1)
-    _, errors = dyna.multi_step_loss(model, obs, act, next_obs, rew, cost)
+    _, errors = dyna.multi_step_loss(model, classifier_of(), obs, act, next_obs, rew, cost)
     expected = (next_obs - obs[:, None]).norm(dim=-1).mean(0)
     torch.testing.assert_close(errors, expected)
 
@@ -232,7 +330,16 @@ def test_imagination_runs_all_starts_as_one_batch_and_clips_to_real_ranges():
     actor = dyna.Actor(4, 2)
     low, high = -torch.ones(2), torch.ones(2)
     obs, act, rew, cost = dyna.imagine(
-        model, actor, torch.randn(7, 4), 3, low, high, (-0.1, 0.1), (0.0, 0.5), torch.Generator().manual_seed(1)
+        model,
+        classifier_of(4),
+        actor,
+        torch.randn(7, 4),
+        3,
+        low,
+        high,
+        (-0.1, 0.1),
+        (0.0, 0.5),
+        torch.Generator().manual_seed(1),
     )
     assert obs.shape == (4, 7, 4) and act.shape == (3, 7, 2) and rew.shape == cost.shape == (3, 7)
     assert rew.min() >= -0.1 and rew.max() <= 0.1 and cost.min() >= 0.0 and cost.max() <= 0.5
