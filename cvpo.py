@@ -10,9 +10,8 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
    mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
 Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
-cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed).
-Option, off by default: `--cost-anchor` (Q_c also regresses on the cost realised from recent (s, a): by TD alone
-it reads low, as the E-step favours the actions whose Q_c is underestimated; measured mixed, see docs/cvpo.md).
+cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed);
+each update block runs in a background thread while the envs step on, so the acting policy is one block behind.
 Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
 realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
@@ -20,6 +19,7 @@ Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000 --
        python cvpo.py --eval-checkpoint runs/<run>/cvpo.pt   # evaluate a saved policy, both modes
 """
 
+import copy
 import csv
 import dataclasses
 import json
@@ -28,7 +28,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional
 
@@ -128,9 +130,6 @@ class Args:
     """the discount factor (reward and cost)"""
     tau: float = 0.05
     """polyak step of the target networks (critics and the old policy): target <- (1 - tau) target + tau online"""
-    cost_anchor: float = 0.0
-    """weight of the cost critic's second loss: Q_c at recent (s, a) (of the latest 20,000 transitions, in finished
-    episodes) toward the discounted cost realised from there (0: TD alone, as in the paper)"""
 
 
 class MLP(nn.Module):
@@ -313,7 +312,6 @@ class ReplayBuffer:
         self.obs, self.next_obs = np.zeros((capacity, obs_dim)), np.zeros((capacity, obs_dim))
         self.actions = np.zeros((capacity, act_dim), dtype=np.float32)
         self.rewards, self.costs, self.terminated = (np.zeros(capacity, dtype=np.float32) for _ in range(3))
-        self.cost_to_go = np.full(capacity, np.nan, dtype=np.float32)  # realised, once the episode has finished
         self.capacity = capacity
         self.size, self.pos = 0, 0
 
@@ -321,23 +319,7 @@ class ReplayBuffer:
         idx = (self.pos + np.arange(len(obs))) % self.capacity
         self.obs[idx], self.actions[idx], self.rewards[idx] = obs, actions, rewards
         self.costs[idx], self.next_obs[idx], self.terminated[idx] = costs, next_obs, terminated
-        self.cost_to_go[idx] = np.nan
         self.pos, self.size = (self.pos + len(obs)) % self.capacity, min(self.size + len(obs), self.capacity)
-        return idx
-
-    def finish_episode(self, slots: np.ndarray, costs: np.ndarray, gamma: float, horizon: int) -> np.ndarray:
-        """Store the realised discounted cost-to-go at a finished episode's transitions (`slots`, in order), except
-        the last `horizon`, where the episode's end cuts it short. Returns it for all of them."""
-        g, known = discounted_cost_to_go(costs, gamma), max(len(costs) - horizon, 0)
-        self.cost_to_go[slots[:known]] = g[:known]
-        return g
-
-    def sample_recent(self, rng, batch_size: int, window: int, obs_rms: "RunningMeanStd", device) -> tuple:
-        """Up to batch_size of the latest `window` transitions whose realised cost-to-go is known."""
-        idx = (self.pos - 1 - rng.integers(0, min(window, self.size), size=4 * batch_size)) % self.capacity
-        idx = idx[np.isfinite(self.cost_to_go[idx])][:batch_size]
-        arrays = (obs_rms.normalize(self.obs[idx]), self.actions[idx], self.cost_to_go[idx])
-        return tuple(torch.as_tensor(x, dtype=torch.float32, device=device) for x in arrays)
 
     def sample(self, rng: np.random.Generator, batch_size: int, obs_rms: "RunningMeanStd", device) -> tuple:
         idx = rng.integers(0, self.size, size=batch_size)
@@ -358,14 +340,12 @@ def target_q_values(target_critics, obs: torch.Tensor, act: torch.Tensor) -> tup
     return torch.min(q1_target(obs, act), q2_target(obs, act)), qc_target(obs, act)
 
 
-def critic_steps(critics, target_critics, target_actor, optimizer, buffer, rng, obs_rms, args: "Args", device) -> tuple:
-    """critic_steps TD steps, each on its own replayed batch and each followed by a polyak step of the target
-    critics. The targets bootstrap through the target policy and the target critics (min of the twin reward
-    critics), and stop only at termination, never at the time limit. Returns the last batch's states and the
-    last reward and cost losses."""
+def critic_steps(critics, target_critics, target_actor, optimizer, batches: list, args: "Args") -> tuple:
+    """One TD step on each replayed batch, each followed by a polyak step of the target critics. The targets
+    bootstrap through the target policy and the target critics (min of the twin reward critics), and stop only at
+    termination, never at the time limit. Returns the last batch's states and the last reward and cost losses."""
     q1, q2, qc = critics
-    for _ in range(args.critic_steps):
-        obs, act, rew, cst, next_x, term = buffer.sample(rng, args.batch_size, obs_rms, device)
+    for obs, act, rew, cst, next_x, term in batches:
         with torch.no_grad():
             next_act = target_actor.sample(next_x)
             q_next, qc_next = target_q_values(target_critics, next_x, next_act)
@@ -373,10 +353,6 @@ def critic_steps(critics, target_critics, target_actor, optimizer, buffer, rng, 
             y_c = cst + args.gamma * (1 - term) * qc_next
         q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
         q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
-        if args.cost_anchor > 0:
-            o, a, g = buffer.sample_recent(rng, args.batch_size, 20_000, obs_rms, device)
-            if len(g):
-                q_c_loss = q_c_loss + args.cost_anchor * 0.5 * (qc(o, a) - g).pow(2).mean()
         optimizer.zero_grad()
         (q_r_loss + q_c_loss).backward()
         optimizer.step()
@@ -389,6 +365,14 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
     with torch.no_grad():
         for t, o in zip(target.parameters(), online.parameters()):
             t.lerp_(o, tau)
+
+
+def learner_thread_setup() -> None:
+    """The learner thread: one torch thread, and the lowest priority (on Linux, nice is per thread), so that it
+    runs on the CPU time the env workers leave idle and never delays them."""
+    torch.set_num_threads(1)
+    if hasattr(os, "setpriority"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 UPDATE_KEYS = """q_r_loss q_c_loss q_r q_c q_c_taken cost_to_go policy_loss cvpo/eta cvpo/lambda cvpo/e_step_kl
@@ -420,6 +404,43 @@ def main(args: Args) -> dict:
     eta, lam, alphas = 0.1, 0.1, [0.0, 0.0]  # E-step dual variables (warm starts) and M-step multipliers
     K, N = args.num_sampled_actions, args.num_envs
 
+    def update(batches: list) -> dict:
+        """One update (steps 1-3 of the docstring) on critic_steps replay batches sampled beforehand."""
+        nonlocal eta, lam
+        # 1. Critics: one TD step per batch (see critic_steps); obs: the last batch's states.
+        obs, q_r_loss, q_c_loss = critic_steps(critics, target_critics, target_actor, critic_optimizer, batches, args)
+
+        # 2. E-step on those states: K actions per state from the old policy, scored by the target critics;
+        #    the dual gives (eta, lambda) and with them the weights of q on those actions.
+        with torch.no_grad():
+            old_mean, old_std = target_actor(obs)
+            noise = torch.randn((K,) + old_mean.shape, device=device)
+            sampled = (old_mean + old_std * noise).clamp(actor.center - actor.scale, actor.center + actor.scale)
+            q_r, q_c = target_q_values(target_critics, obs, sampled)
+        eta, lam = solve_dual(q_r.cpu().numpy(), q_c.cpu().numpy(), args.dual_constraint, q_limit, (eta, lam))
+        update_stats = {"q_r_loss": q_r_loss, "q_c_loss": q_c_loss, "q_r": q_r.mean().item()}
+        update_stats.update({"q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam})
+        for name in ("q_r_loss", "q_c_loss", "cvpo/eta", "cvpo/lambda"):
+            if not np.isfinite(update_stats[name]):
+                raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
+        weights = e_step_weights(q_r, q_c, eta, lam)
+
+        # 3. M-step: weighted maximum likelihood within the decoupled KL bounds.
+        m_stats = m_step(actor, policy_optimizer, obs, sampled, weights, old_mean, old_std, alphas, args)
+        polyak(target_actor, actor, args.tau)
+        return {**update_stats, "cvpo/e_step_kl": e_step_kl(weights).item(), **m_stats}
+
+    # The updates run in a learner thread while the envs step on; `acting_actor` is the policy that acts, a copy of
+    # `actor` taken when an update block starts. Wait for the running block before reading what it changes.
+    learner, pending = ThreadPoolExecutor(1, initializer=learner_thread_setup), None
+    acting_actor = copy.deepcopy(actor)
+
+    def finish_updates() -> None:
+        nonlocal pending
+        if pending is not None:
+            stats.extend(pending.result())  # re-raises the NaN guard's SystemExit here
+            pending = None
+
     raw_obs, _ = envs.reset(seed=args.seed)
     obs_rms.update(raw_obs)
     ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
@@ -439,18 +460,16 @@ def main(args: Args) -> dict:
     checks = []
 
     while global_step < args.total_timesteps:
-        # Act: uniformly random actions until learning starts, then samples of the current policy.
+        # Act: uniformly random actions until learning starts, then samples of the acting policy.
         if global_step < args.learning_starts:
             actions = rng.uniform(low, high, size=(N, act_dim))
         else:
-            with torch.no_grad():
-                x = torch.as_tensor(obs_rms.normalize(raw_obs), dtype=torch.float32, device=device)
-                actions = actor.sample(x).cpu().numpy().astype(np.float64)
+            actions = np.clip(policy_action(acting_actor, obs_rms, raw_obs, device, rng), low, high)
         next_obs, reward, cost, terminated, truncated, info = step_envs(envs, actions, run_dir)
         real_next_obs = next_obs.copy()  # the vector env auto-resets: the true last observation is in the info
         for i in np.flatnonzero(terminated | truncated):
             real_next_obs[i] = info["final_observation"][i]
-        slots = buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
+        buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
         obs_rms.update(next_obs)
         raw_obs_prev, raw_obs = raw_obs, next_obs
         global_step += N
@@ -458,47 +477,29 @@ def main(args: Args) -> dict:
         cumulative_cost += cost.sum()
         ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
         for i in range(N):
-            episode_steps[i].append((raw_obs_prev[i], actions[i], cost[i], slots[i]))
+            episode_steps[i].append((raw_obs_prev[i], actions[i], cost[i]))
         for i in np.flatnonzero(terminated | truncated):
             finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
-            o, a, c, b = (np.array(x) for x in zip(*episode_steps[i]))
-            g = buffer.finish_episode(b, c, args.gamma, horizon)
+            o, a, c = (np.array(x) for x in zip(*episode_steps[i]))
+            g = discounted_cost_to_go(c, args.gamma)
             keep = np.arange(0, max(len(c) - horizon, 0), 8)
             checks.append((o[keep], a[keep], g[keep]))
             episode_steps[i] = []
             ep_return[i], ep_cost[i], ep_len[i] = 0.0, 0.0, 0
 
-        while global_step >= args.learning_starts and update_credit >= args.update_every:
-            update_credit -= args.update_every
-            # 1. Critics: critic_steps TD steps on replayed batches (see critic_steps); obs: the last batch's states.
-            obs, q_r_loss, q_c_loss = critic_steps(
-                critics, target_critics, target_actor, critic_optimizer, buffer, rng, obs_rms, args, device
-            )
-
-            # 2. E-step on those states: K actions per state from the old policy, scored by the target critics;
-            #    the dual gives (eta, lambda) and with them the weights of q on those actions.
-            with torch.no_grad():
-                old_mean, old_std = target_actor(obs)
-                noise = torch.randn((K,) + old_mean.shape, device=device)
-                sampled = (old_mean + old_std * noise).clamp(actor.center - actor.scale, actor.center + actor.scale)
-                q_r, q_c = target_q_values(target_critics, obs, sampled)
-            eta, lam = solve_dual(q_r.cpu().numpy(), q_c.cpu().numpy(), args.dual_constraint, q_limit, (eta, lam))
-            update_stats = {"q_r_loss": q_r_loss, "q_c_loss": q_c_loss, "q_r": q_r.mean().item()}
-            update_stats.update({"q_c": q_c.mean().item(), "cvpo/eta": eta, "cvpo/lambda": lam})
-            for name in ("q_r_loss", "q_c_loss", "cvpo/eta", "cvpo/lambda"):
-                if not np.isfinite(update_stats[name]):
-                    raise SystemExit(f"error: non-finite {name} at step {global_step}; stopping")
-            weights = e_step_weights(q_r, q_c, eta, lam)
-
-            # 3. M-step: weighted maximum likelihood within the decoupled KL bounds.
-            m_stats = m_step(actor, policy_optimizer, obs, sampled, weights, old_mean, old_std, alphas, args)
-            polyak(target_actor, actor, args.tau)
-            stats.append({**update_stats, "cvpo/e_step_kl": e_step_kl(weights).item(), **m_stats})
+        if global_step >= args.learning_starts and update_credit >= args.update_every:
+            n_updates, update_credit = divmod(update_credit, args.update_every)
+            finish_updates()
+            acting_actor.load_state_dict(actor.state_dict())
+            sample = lambda: buffer.sample(rng, args.batch_size, obs_rms, device)
+            blocks = [[sample() for _ in range(args.critic_steps)] for _ in range(n_updates)]
+            pending = learner.submit(lambda todo: [update(batches) for batches in todo], blocks)
 
         if global_step >= next_log or global_step >= args.total_timesteps:
             next_log += args.log_every
             if finished:
                 last_episodes = Episode(*np.mean(finished, axis=0))
+            finish_updates()
             means = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]} if stats else {}
             if checks and stats:
                 o, a, g = (np.concatenate(x) for x in zip(*checks))
@@ -519,6 +520,8 @@ def main(args: Args) -> dict:
             )
             finished, stats = [], []
 
+    finish_updates()
+    learner.shutdown()
     return finish_run(args, envs, actor, obs_rms, device, run_dir, logger, start_time)
 
 
@@ -558,8 +561,6 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --gamma must be in (0, 1), got {args.gamma}")
     if not 0 < args.tau <= 1:
         raise SystemExit(f"error: --tau must be in (0, 1], got {args.tau}")
-    if not 0 <= args.cost_anchor < np.inf:
-        raise SystemExit(f"error: --cost-anchor must be a finite number >= 0, got {args.cost_anchor}")
     if not 0 <= args.cost_limit < np.inf:
         raise SystemExit(f"error: --cost-limit must be a finite number >= 0, got {args.cost_limit}")
     if args.eval_episodes < 0:

@@ -164,26 +164,3 @@ def test_replay_buffer_wraps_around_and_samples_normalised():
     obs, act, rew, cost, next_obs, term = buffer.sample(np.random.default_rng(0), 4, rms, "cpu")
     assert obs.shape == (4, 2) and act.shape == (4, 1) and rew.shape == (4,)
     assert torch.allclose(next_obs, torch.clamp(obs + 1, -10, 10), atol=1e-3)  # rms is (almost) the identity here
-
-
-def test_replay_buffer_keeps_the_realised_cost_to_go_of_recent_finished_episodes():
-    buffer = cvpo.ReplayBuffer(capacity=8, obs_dim=1, act_dim=1)
-    add = lambda t: buffer.add(
-        np.array([[t]]), np.array([[t]]), np.zeros(1), np.zeros(1), np.zeros((1, 1)), np.zeros(1)
-    )[0]
-    slots = [add(t) for t in range(6)]
-    costs = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 0.0])
-    g = buffer.finish_episode(np.array(slots), costs, gamma=0.5, horizon=2)
-    assert g.tolist() == [0.6875, 1.375, 0.75, 1.5, 1.0, 0.0]  # G_t = c_t + 0.5 G_{t+1}
-    # stored for all but the last 2 steps, which the episode's end cuts short: those stay unknown
-    assert buffer.cost_to_go[:4].tolist() == [0.6875, 1.375, 0.75, 1.5]
-    assert np.isnan(buffer.cost_to_go[4:]).all()
-    rms = cvpo.RunningMeanStd(1)
-    rms.mean, rms.var = np.zeros(1), np.ones(1)
-    add(6)
-    obs, act, g_recent = buffer.sample_recent(np.random.default_rng(0), 16, window=5, obs_rms=rms, device="cpu")
-    # the latest 5 transitions are t = 2..6, and of those only t = 2, 3 have a known cost-to-go
-    assert len(g_recent) > 0 and set(act[:, 0].tolist()) <= {2.0, 3.0}
-    assert torch.equal(g_recent, torch.tensor([0.75 if a == 2 else 1.5 for a in act[:, 0].tolist()]))
-    assert add(7) == 7 and add(8) == 0  # the ring wraps onto t = 0, whose cost-to-go was known
-    assert np.isnan(buffer.cost_to_go[0])  # an overwritten transition starts unknown again

@@ -294,7 +294,6 @@ SCRIPT_BAD_INPUT = {
         ({"total_timesteps": 5000}, ["--learning-starts"]),
         ({"num_sampled_actions": 1}, ["--num-sampled-actions"]),
         ({"tau": 0.0}, ["--tau"]),
-        ({"cost_anchor": -1.0}, ["--cost-anchor"]),
         ({"gamma": 1.0}, ["--gamma"]),
         ({"kl_mean_constraint": -1.0}, ["--kl-mean"]),
         ({"cost_limit": float("inf")}, ["--cost-limit"]),
