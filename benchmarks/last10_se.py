@@ -1,29 +1,22 @@
 """Each seed's last-10% cost on the navigation tasks and its standard error (the progress rows' std / sqrt(rows)),
-for the newest finished run of each algo x env x seed in docs/benchmark/runs, as results.md takes them.
+for the runs results.md takes: the newest finished run of each algo x env x seed (report.py's selection).
 
-Usage (from the repo root): python benchmarks/last10_se.py [runs_dir]
+Usage (from the repo root): python benchmarks/last10_se.py [--out docs/benchmark]
 """
 
-import csv
-import glob
-import os
-import sys
+import argparse
 
 import numpy as np
+from report import final_rows, load_runs, newest_per_seed
 
-runs_dir = sys.argv[1] if len(sys.argv) > 1 else "docs/benchmark/runs"
-newest = {}
-for d in glob.glob(os.path.join(runs_dir, "*__*__*__*")):
-    env, algo, seed, t = os.path.basename(d).split("__")
-    if os.path.exists(os.path.join(d, "summary.json")) and int(t) > newest.get((env, algo, seed), ("", -1))[1]:
-        newest[(env, algo, seed)] = (d, int(t))
-for (env, algo, seed), (d, _) in sorted(newest.items()):
-    if "Goal" not in env and "Circle" not in env:
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--out", default="docs/benchmark", help="the benchmark folder (its runs/ holds the run folders)")
+finished, _ = load_runs(parser.parse_args().out)
+runs, _ = newest_per_seed(finished)
+for run in sorted(runs, key=lambda run: (run["env"], run["algo"], run["seed"])):
+    if "Goal" not in run["env"] and "Circle" not in run["env"]:
         continue
-    with open(os.path.join(d, "progress.csv")) as f:
-        rows = list(csv.DictReader(f))
-    total = int(rows[-1]["global_step"])
-    cost = np.array([float(r["episodic_cost"]) for r in rows if int(r["global_step"]) > 0.9 * total])
-    cost = cost[np.isfinite(cost)]
+    cost = np.array([r["episodic_cost"] for r in final_rows(run["rows"])])
     se = cost.std(ddof=1) / np.sqrt(len(cost))
-    print(f"{env:24s} {algo:15s} seed {seed}: {len(cost):3d} rows, last-10% cost {cost.mean():6.1f}, SE {se:5.1f}")
+    where = f"{run['env']:24s} {run['algo']:15s} seed {run['seed']}"
+    print(f"{where}: {len(cost):3d} rows, last-10% cost {cost.mean():6.1f}, SE {se:5.1f}")

@@ -144,14 +144,15 @@ def updates_above_limit(rows: list, config: dict) -> float:
     return sum(r["episodic_cost"] > limit for r in rows if np.isfinite(r["episodic_cost"]))
 
 
+def final_rows(rows: list) -> list:
+    """The last 10% of steps: the rows logged after 90% of the run's steps that saw an episode end."""
+    last = rows[-1]["global_step"]
+    return [r for r in rows if r["global_step"] > (1 - FINAL_FRACTION) * last and np.isfinite(r["episodic_return"])]
+
+
 def run_finals(run: dict) -> dict:
     rows = run["rows"]
-    # The last 10% of steps: the rows logged after 90% of the run's steps (several rollouts, so less noisy).
-    tail = [
-        r
-        for r in rows
-        if r["global_step"] > (1 - FINAL_FRACTION) * rows[-1]["global_step"] and np.isfinite(r["episodic_return"])
-    ]
+    tail = final_rows(rows)  # several rollouts, so less noisy than the last row
     return {
         **eval_numbers(run["summary"]),
         "cumulative_cost": rows[-1].get("cumulative_cost", np.nan),

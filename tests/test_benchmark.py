@@ -96,14 +96,25 @@ def table_row(text, algo, env, title=None):
 def test_last10_se_reads_the_newest_finished_run_of_each_seed(tmp_path):
     """20 rows 1000 steps apart: the last 10% are the rows at 19k and 20k steps, costs 10 and 30, so the cost is 20
     and its standard error 14.14 / sqrt(2) = 10. An older finished run and a newer unfinished one are not read."""
-    env, runs = "SafetyPointGoal1-v0", [0.0] * 20
-    make_run(tmp_path, "ppo", env, 1, runs, [0.0] * 18 + [10.0, 30.0], 100, 0, 1, total_timesteps=20_000)
-    make_run(tmp_path, "ppo", env, 1, runs, [99.0] * 20, 100, 0, 1, total_timesteps=20_000, time=1600000000)
+    env, returns = "SafetyPointGoal1-v0", [0.0] * 20
+    make_run(tmp_path, "ppo", env, 1, returns, [0.0] * 18 + [10.0, 30.0], 100, 0, 1, total_timesteps=20_000)
+    make_run(tmp_path, "ppo", env, 1, returns, [99.0] * 20, 100, 0, 1, total_timesteps=20_000, time=1600000000)
     make_run(
-        tmp_path, "ppo", env, 1, runs, [77.0] * 20, 100, 0, 1, total_timesteps=20_000, time=1800000000, finished=False
+        tmp_path,
+        "ppo",
+        env,
+        1,
+        returns,
+        [77.0] * 20,
+        100,
+        0,
+        1,
+        total_timesteps=20_000,
+        time=1800000000,
+        finished=False,
     )
     script = os.path.join(ROOT, "benchmarks", "last10_se.py")
-    out = subprocess.run([sys.executable, script, str(tmp_path / "runs")], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, script, "--out", str(tmp_path)], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines() == [f"{env:24s} {'ppo':15s} seed 1:   2 rows, last-10% cost   20.0, SE  10.0"]
 
 
