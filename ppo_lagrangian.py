@@ -10,6 +10,8 @@ Departures from the papers, each measured in docs/ppo_lagrangian.md:
 - --multiplier pid: lambda by PID (kp 0.1, ki 0.01, kd 0.01); `adam` is the textbook Adam step on lambda per update.
 - --pid-error-bound: the PID's error J_c - d is clipped to +-d (anti-windup); inf is Stooke et al.'s unclipped error.
 - --cost-window 32: J_c over the last 32 finished episodes, not the latest rollout's 8 (--cost-window 8: textbook).
+- --action-repeat 4 on navigation tasks: each action is held for 4 env steps (rewards and costs summed, discounts
+  per decision gamma^4); 1 (every step) on velocity tasks.
 
 Usage: python ppo_lagrangian.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python ppo_lagrangian.py --eval-checkpoint runs/<run>/ppo_lagrangian.pt   # evaluate a saved policy, both modes
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 
 # isort: split
 # (MuJoCo, loaded by safety_gymnasium, must come after torch._dynamo)
+import gymnasium
 import safety_gymnasium
 import tyro
 from gymnasium import spaces
@@ -82,7 +85,7 @@ class Args:
     seeds from --seed as at the end of training) and exit: nothing is trained"""
 
     num_steps: Optional[int] = None
-    """steps per environment per rollout (None: 8000 // num_envs, a batch of 8 episodes of 1000 steps)"""
+    """decisions per environment per rollout (None: 8000 // (num_envs * action_repeat), 8 episodes of 1000 steps)"""
     learning_rate: float = 3e-4
     """the Adam learning rate of actor and critic"""
     anneal_lr: bool = True
@@ -127,6 +130,9 @@ class Args:
     """the maximum norm of the gradient"""
     target_kl: Optional[float] = None
     """stop the epochs early once the approximate KL exceeds this (None: never)"""
+    action_repeat: Optional[int] = None
+    """each action is held for this many env steps, rewards and costs summed; the discounts and GAE lambdas above
+    are per env step (None: 4 on navigation tasks, 1 on velocity tasks)"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -168,6 +174,7 @@ class Actor(nn.Module):
         super().__init__()
         self.mean = MLP(obs_dim, act_dim, out_std=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+        self.register_buffer("action_repeat", torch.tensor(1))  # env steps per action: checkpoints and `evaluate`
 
     def log_prob_entropy(self, obs: torch.Tensor, action: torch.Tensor):
         entropy = (0.5 + 0.5 * np.log(2 * np.pi) + self.log_std).sum()
@@ -339,8 +346,34 @@ def ppo_update(actor, critic, cost_critic, optimizer, params: list, batch: dict,
     return {**dict(zip(names, torch.stack(stats).mean(0).tolist())), "epochs": epoch + 1}
 
 
+class ActionRepeat(gymnasium.Wrapper):
+    """Hold each action for k env steps, summing reward and cost, until the episode ends."""
+
+    def __init__(self, env, k: int):
+        super().__init__(env)
+        self.k = k
+
+    def step(self, action):
+        reward = cost = 0.0
+        for _ in range(self.k):
+            obs, r, c, terminated, truncated, info = self.env.step(action)
+            reward, cost = reward + r, cost + c
+            if terminated or truncated:
+                break
+        return obs, reward, cost, terminated, truncated, info
+
+
+def repeat_layout(args: Args) -> Args:
+    """Fill --action-repeat (4 on navigation tasks, 1 on velocity tasks) and then --num-steps left at None, so
+    that a rollout stays 8000 env steps."""
+    k = args.action_repeat if args.action_repeat is not None else (1 if "Velocity" in args.env_id else 4)
+    if args.num_steps is None and k >= 1:
+        args = dataclasses.replace(args, num_steps=max(1, 8000 // max(1, env_layout(args).num_envs * k)))
+    return dataclasses.replace(args, action_repeat=k)
+
+
 def main(args: Args) -> dict:
-    args = env_layout(args)
+    args = env_layout(repeat_layout(args))
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -349,6 +382,9 @@ def main(args: Args) -> dict:
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
     actor = Actor(obs_dim, act_dim).to(device)
+    k = actor.action_repeat.fill_(args.action_repeat).item()
+    discounts = ("gamma", "gae_lambda", "cost_gamma", "cost_gae_lambda")  # per decision: over k env steps
+    per_decision = dataclasses.replace(args, **{name: getattr(args, name) ** k for name in discounts})
     critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
     params = list(actor.parameters()) + list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
@@ -360,7 +396,7 @@ def main(args: Args) -> dict:
         multiplier = LagrangeMultiplier(d, init, args.lambda_lr)
 
     T, N = args.num_steps, args.num_envs
-    num_updates = args.total_timesteps // (T * N)
+    num_updates = args.total_timesteps // (T * N * k)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
@@ -394,9 +430,9 @@ def main(args: Args) -> dict:
             raw_obs, reward, cost, terminated, truncated, info = step_envs(
                 envs, np.clip(act_buf[t], low, high), run_dir
             )
-            global_step += N
+            global_step += N * k
             cumulative_cost += cost.sum()
-            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + k  # length in env steps
             done = terminated | truncated
             rew_buf[t], cost_buf[t], done_buf[t] = reward, cost, done
             obs_rms.update(raw_obs)
@@ -415,7 +451,7 @@ def main(args: Args) -> dict:
         )
         final_values = bootstrap_values(critic, cost_critic, final_obs, (T, N), device)
         batch = advantages_batch(
-            actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, args
+            actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, per_decision
         )
 
         # The multiplier moves first, on J_c over the last --cost-window finished episodes (kept while none ends).
@@ -453,7 +489,8 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint):
+# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint;
+# this script its own make_envs and evaluate, which hold each action for --action-repeat env steps):
 # argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
 # Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
@@ -474,7 +511,8 @@ def check_args(args: Args) -> None:
         raise SystemExit(
             f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
         )
-    for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window"):
+    positive = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window")
+    for name in (*positive, "action_repeat"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     for name in ("learning_rate", "lambda_lr"):
@@ -490,10 +528,10 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --lagrangian-multiplier-init must be >= 0, got {args.lagrangian_multiplier_init}")
     if args.eval_episodes < 0:
         raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.total_timesteps < args.num_envs * args.num_steps:
+    if args.total_timesteps < args.num_envs * args.num_steps * args.action_repeat:
         raise SystemExit(
             f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
-            f"(num_envs * num_steps = {args.num_envs * args.num_steps})"
+            f"(num_envs * num_steps * action_repeat = {args.num_envs * args.num_steps * args.action_repeat})"
         )
     if args.num_envs * args.num_steps < args.num_minibatches:
         raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
@@ -618,7 +656,11 @@ def make_envs(args: Args):
     asynchronous = args.vector_env == "async" or (
         args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id
     )
-    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    k = args.action_repeat  # this script's own: each env holds an action for k steps
+    wrappers = (lambda env: ActionRepeat(env, k)) if k > 1 else None
+    envs = safety_gymnasium.vector.make(
+        args.env_id, num_envs=args.num_envs, asynchronous=asynchronous, wrappers=wrappers
+    )
     try:
         check_spaces(envs.single_observation_space, envs.single_action_space)
     except SystemExit:
@@ -675,11 +717,14 @@ def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu"
         ep_return, ep_cost = 0.0, 0.0
         while not done:
             action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
-            obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost = ep_return + reward, ep_cost + cost
-            done = terminated or truncated
-            if video_path and episode == 0:
-                frames.append(env.render())
+            for _ in range(int(actor.action_repeat)):  # this script's own: each action held as in training
+                obs, reward, cost, terminated, truncated, _ = env.step(action)
+                ep_return, ep_cost = ep_return + reward, ep_cost + cost
+                done = terminated or truncated
+                if video_path and episode == 0:
+                    frames.append(env.render())
+                if done:
+                    break
         returns.append(ep_return)
         costs.append(ep_cost)
     env.close()

@@ -2,8 +2,10 @@
 
 import math
 
+import gymnasium
 import numpy as np
 import pytest
+from gymnasium import spaces
 
 from conftest import load_script, only_run_dir, read_progress
 
@@ -158,3 +160,56 @@ def test_pid_terms_are_logged_and_make_lambda(tmp_path, monkeypatch):
         integral = max(0.0, integral + 0.01 * error) if ended else integral
         assert (row["pid_p"], row["pid_i"]) == pytest.approx((0.1 * error, integral))
         assert row["lagrange_multiplier"] == pytest.approx(max(0.0, row["pid_p"] + row["pid_i"] + row["pid_d"]))
+
+
+class CountingEnv(gymnasium.Env):
+    """Step t (from 1 after a reset) pays reward t and cost 10 t and observes t; the episode terminates at `end`.
+    Records the actions it is given."""
+
+    observation_space = spaces.Box(-np.inf, np.inf, (1,))
+    action_space = spaces.Box(-1.0, 1.0, (1,))
+
+    def __init__(self, end: int):
+        self.t, self.end, self.actions = 0, end, []
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return np.zeros(1), {}
+
+    def step(self, action):
+        self.t += 1
+        self.actions.append(float(action[0]))
+        return np.array([float(self.t)]), float(self.t), 10.0 * self.t, self.t == self.end, False, {}
+
+
+def test_action_repeat_holds_the_action_and_sums_reward_and_cost_until_the_episode_ends():
+    env = lag.ActionRepeat(CountingEnv(end=6), 4)
+    env.reset()
+    obs, reward, cost, terminated, _, _ = env.step(np.array([0.5]))
+    assert (obs[0], reward, cost, terminated) == (4.0, 1 + 2 + 3 + 4, 10 + 20 + 30 + 40, False)
+    obs, reward, cost, terminated, _, _ = env.step(np.array([-0.5]))
+    assert (obs[0], reward, cost, terminated) == (6.0, 5 + 6, 50 + 60, True)  # stops at the end: 2 steps, not 4
+    assert env.unwrapped.actions == [0.5] * 4 + [-0.5] * 2
+
+
+def test_action_repeat_defaults_follow_the_task_and_keep_a_rollout_of_8000_env_steps():
+    layout = lambda **kw: lag.env_layout(lag.repeat_layout(lag.Args(**kw)))
+    nav, vel = layout(env_id="SafetyPointGoal1-v0"), layout(env_id="SafetyHalfCheetahVelocity-v1")
+    assert (nav.action_repeat, nav.num_envs, nav.num_steps) == (4, 2, 1000)
+    assert (vel.action_repeat, vel.num_envs, vel.num_steps) == (1, 8, 1000)
+    assert layout(action_repeat=2).num_steps == 2000 and layout(action_repeat=2, num_steps=7).num_steps == 7
+
+
+def test_evaluation_holds_each_action_as_in_training_and_the_checkpoint_carries_it(tmp_path, monkeypatch):
+    actor, obs_rms = lag.Actor(1, 1), lag.RunningMeanStd(1)
+    assert int(actor.action_repeat) == 1  # a fresh actor acts every step
+    actor.action_repeat.fill_(4)
+    path = str(tmp_path / "model.pt")
+    lag.save_checkpoint(path, actor, obs_rms, lag.Args())
+    actor, obs_rms = lag.load_checkpoint(path)
+    env = CountingEnv(end=8)
+    monkeypatch.setattr(lag.safety_gymnasium, "make", lambda env_id, render_mode=None: env)
+    returns, costs = lag.evaluate(actor, obs_rms, "counting", 1, seed=0, stochastic=True)
+    assert (returns[0], costs[0]) == (36.0, 360.0)  # 1 + ... + 8: the episode runs to its end
+    first, second = env.actions[:4], env.actions[4:]
+    assert len(env.actions) == 8 and len(set(first)) == 1 and len(set(second)) == 1 and first[0] != second[0]
