@@ -8,7 +8,8 @@ finished episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the
 
 Departures from the papers, each measured in docs/ppo_lagrangian.md:
 - --multiplier pid: lambda by PID (kp 0.1, ki 0.01, kd 0.01); `adam` is the textbook Adam step on lambda per update.
-- --pid-error-bound: the PID's error J_c - d is clipped to +-d (anti-windup); inf is Stooke et al.'s unclipped error.
+- --pid-setpoint 0.8: the PID steers J_c to 0.8 d, not d (a learning policy's cost drifts above the PID's aim).
+- --pid-error-bound: the PID's error is clipped to +-its set point (anti-windup); inf: Stooke et al.'s unclipped error.
 - --cost-window 32: J_c over the last 32 finished episodes, not the latest rollout's 8 (--cost-window 8: textbook).
 - --action-repeat 4 on navigation tasks: each action is held for 4 env steps (rewards and costs summed, discounts
   per decision gamma^4); 1 (every step) on velocity tasks.
@@ -114,6 +115,9 @@ class Args:
     """PID-Lagrangian integral gain"""
     pid_kd: float = 0.01
     """PID-Lagrangian derivative gain"""
+    pid_setpoint: float = 0.8
+    """the PID steers J_c to this fraction of d (a learning policy's cost drifts up between updates, so a PID aimed
+    at d settles above it)"""
     pid_error_bound: Optional[float] = None
     """the PID's error J_c - d is clipped to +-this (None: the limit d, at least 1; inf: the paper's unclipped error)"""
     num_minibatches: int = 32
@@ -391,7 +395,8 @@ def main(args: Args) -> dict:
     obs_rms = RunningMeanStd(obs_dim)
     d, init = args.cost_limit, args.lagrangian_multiplier_init  # the limit and lambda's start
     if args.multiplier == "pid":
-        multiplier = PIDLagrangeMultiplier(d, init, args.pid_kp, args.pid_ki, args.pid_kd, args.pid_error_bound)
+        gains = (args.pid_kp, args.pid_ki, args.pid_kd)
+        multiplier = PIDLagrangeMultiplier(args.pid_setpoint * d, init, *gains, args.pid_error_bound)
     else:
         multiplier = LagrangeMultiplier(d, init, args.lambda_lr)
 
@@ -522,6 +527,8 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --multiplier must be pid or adam, got {args.multiplier!r}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
+    if not 0 < args.pid_setpoint <= 1:
+        raise SystemExit(f"error: --pid-setpoint must be in (0, 1] (a fraction of the limit), got {args.pid_setpoint}")
     if args.pid_error_bound is not None and not args.pid_error_bound > 0:
         raise SystemExit(f"error: --pid-error-bound must be > 0 (inf: no clip), got {args.pid_error_bound}")
     if not args.lagrangian_multiplier_init >= 0:

@@ -149,14 +149,15 @@ def test_textbook_rule_runs_and_follows_the_window(tmp_path, monkeypatch):
 def test_pid_terms_are_logged_and_make_lambda(tmp_path, monkeypatch):
     """The default multiplier through main(), as in the textbook test above: the first row logs the initial I and
     lambda; at each rollout where episodes end (every second one: 1000-step episodes, 500-step rollouts), P, I and D
-    follow the window's cost, and lambda = (P + I + D)+ on every row."""
+    follow the window's cost against the set point (the default 0.8 of d = 10: 8, the error clipped to +-8), and
+    lambda = (P + I + D)+ on every row."""
     rows = tiny_halfcheetah_rows(tmp_path, monkeypatch, cost_limit=10.0, lagrangian_multiplier_init=0.5)
     rows = [{k: float(v) for k, v in r.items()} for r in rows]
     assert (rows[0]["pid_p"], rows[0]["pid_i"], rows[0]["lagrange_multiplier"]) == (0.0, 0.5, 0.5)
     assert [int(r["cost_estimate_episodes"]) for r in rows] == [0, 2, 2]
     integral = 0.5
     for row, ended in zip(rows[1:], (True, False)):
-        error = min(max(row["cost_estimate"] - 10.0, -10.0), 10.0)
+        error = min(max(row["cost_estimate"] - 8.0, -8.0), 8.0)
         integral = max(0.0, integral + 0.01 * error) if ended else integral
         assert (row["pid_p"], row["pid_i"]) == pytest.approx((0.1 * error, integral))
         assert row["lagrange_multiplier"] == pytest.approx(max(0.0, row["pid_p"] + row["pid_i"] + row["pid_d"]))

@@ -268,6 +268,8 @@ SCRIPT_BAD_INPUT = {
         ({"multiplier": "PID"}, ["--multiplier", "pid or adam"]),
         ({"cost_window": 0}, ["--cost-window"]),
         ({"pid_error_bound": 0.0}, ["--pid-error-bound"]),
+        ({"pid_setpoint": 0.0}, ["--pid-setpoint"]),
+        ({"pid_setpoint": 1.5}, ["--pid-setpoint"]),
         ({"action_repeat": 0}, ["--action-repeat"]),
     ],
     "trpo": [
