@@ -3,11 +3,11 @@
 The standard safe-RL baseline (Ray, Achiam & Amodei 2019, "Benchmarking Safe Exploration in Deep RL") with the
 PID-Lagrangian multiplier (Stooke, Achiam & Abbeel 2020, arXiv:2007.03964). Constraint: mean episodic cost
 J_c <= d. Each update first moves the multiplier lambda >= 0 toward the constraint, J_c measured on the last
-finished episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on the combined advantage
-(A_r - lambda * A_c) / (1 + lambda).
+finished episodes, then runs PPO (Schulman et al. 2017, arXiv:1707.06347) on (A_r - lambda * A_c) / (1 + lambda).
 
 Departures from the papers, each measured in docs/ppo_lagrangian.md:
-- --multiplier pid: lambda by PID (kp 0.1, ki 0.01, kd 0.01); `adam` is the textbook Adam step on lambda per update.
+- lambda by PID (kp 0.1, ki 0.01, kd 0.01); the textbook ascent lambda <- (lambda + ki (J_c - d))+ is its I term
+  alone: --pid-kp 0 --pid-kd 0 --pid-setpoint 1 --pid-error-bound inf.
 - --pid-setpoint 0.8: the PID steers J_c to 0.8 d, not d (a learning policy's cost drifts above the PID's aim).
 - --pid-error-bound: the PID's error is clipped to +-its set point (anti-windup); inf: Stooke et al.'s unclipped error.
 - --cost-window 32: J_c over the last 32 finished episodes, not the latest rollout's 8 (--cost-window 8: textbook).
@@ -101,14 +101,8 @@ class Args:
     """the GAE lambda of the cost advantages"""
     lagrangian_multiplier_init: float = 0.001
     """the initial value of lambda"""
-    lambda_lr: float = 0.035
-    """the Adam learning rate of lambda (loss -lambda * (J_c - d))"""
-    multiplier: Literal["pid", "adam"] = "pid"
-    """how lambda follows the cost: `pid` (PID-Lagrangian, Stooke et al. 2020) or `adam` (the textbook gradient
-    ascent, one Adam step of --lambda-lr per update)"""
     cost_window: int = 32
-    """the multiplier sees the mean episodic cost of the last this many finished episodes (with 8 envs and
-    1000-step episodes, 8 = the latest rollout's episodes, the textbook estimate)"""
+    """J_c is the mean cost of the last this many finished episodes (8: one rollout's episodes, the textbook J_c)"""
     pid_kp: float = 0.1
     """PID-Lagrangian proportional gain"""
     pid_ki: float = 0.01
@@ -116,10 +110,9 @@ class Args:
     pid_kd: float = 0.01
     """PID-Lagrangian derivative gain"""
     pid_setpoint: float = 0.8
-    """the PID steers J_c to this fraction of d (a learning policy's cost drifts up between updates, so a PID aimed
-    at d settles above it)"""
+    """the PID steers J_c to this fraction of d (a learning policy's cost drifts up: aimed at d, it settles above)"""
     pid_error_bound: Optional[float] = None
-    """the PID's error J_c - d is clipped to +-this (None: the limit d, at least 1; inf: the paper's unclipped error)"""
+    """the PID's error J_c - setpoint * d is clipped to +-this (None: setpoint * d, at least 1; inf: unclipped)"""
     num_minibatches: int = 32
     """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
     update_epochs: int = 10
@@ -135,8 +128,7 @@ class Args:
     target_kl: Optional[float] = None
     """stop the epochs early once the approximate KL exceeds this (None: never)"""
     action_repeat: Optional[int] = None
-    """each action is held for this many env steps, rewards and costs summed; the discounts and GAE lambdas above
-    are per env step (None: 4 on navigation tasks, 1 on velocity tasks)"""
+    """env steps per action, rewards and costs summed (None: 4 on navigation, 1 on velocity tasks); gammas per step"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -226,36 +218,10 @@ class CostWindow:
         return float(np.mean(self.costs)) if self.costs else float("nan")
 
 
-class LagrangeMultiplier:
-    """lambda >= 0 for the constraint J_c <= d: one Adam step on the loss -lambda * (J_c - d), then clamp at 0.
-    lambda grows while J_c is above the limit and shrinks (to 0) while it is below."""
-
-    p = integral = d = float("nan")  # no PID terms (NaN in the progress row, so that every run has its columns)
-
-    def __init__(self, cost_limit: float, init: float, lr: float):
-        self.cost_limit = cost_limit
-        self.lam = nn.Parameter(torch.tensor(float(init)))
-        self.optimizer = torch.optim.Adam([self.lam], lr=lr)
-
-    @property
-    def value(self) -> float:
-        return self.lam.item()
-
-    def update(self, episodic_cost: float) -> float:
-        loss = -self.lam * (episodic_cost - self.cost_limit)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.lam.clamp_(min=0.0)
-        return self.value
-
-
 class PIDLagrangeMultiplier:
-    """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on the error e = J_c - d, with P = kp * e,
-    I = (I + ki * e)+ and D = kd * (e - e_prev)+. The proportional and derivative terms damp the oscillation of
-    plain gradient ascent. The error is clipped to [-b, b] (`error_bound`, default b = d): J_c can fall at most d
-    under the limit, so unclipped, a few early rollouts far above it wind the integral up faster than it unwinds."""
+    """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on e = J_c - d, with P = kp * e, I = (I + ki * e)+
+    and D = kd * (e - e_prev)+; P and D damp the oscillation of gradient ascent (I alone). e is clipped to [-b, b]
+    (`error_bound`, default d): J_c falls at most d under d, so a few early rollouts far above it would wind I up."""
 
     def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
         self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
@@ -292,8 +258,7 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     episode, `final_values` (V(final obs), or 0 on termination) where `done`. Columns never mix: a
     column is one sequence of its own (e.g. one environment's)."""
     with torch.no_grad():
-        old_mean = actor.mean(obs[:-1])
-        logp = gaussian_log_prob(act, old_mean, actor.log_std)
+        logp = gaussian_log_prob(act, actor.mean(obs[:-1]), actor.log_std)
         values, cost_values = critic(obs), cost_critic(obs)
         next_values = torch.where(done.bool(), final_values[0], values[1:])
         next_cost_values = torch.where(done.bool(), final_values[1], cost_values[1:])
@@ -301,17 +266,8 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     cost_adv, cost_ret = compute_gae(
         cost, cost_values[:-1], next_cost_values, done, args.cost_gamma, args.cost_gae_lambda
     )
-    d_obs, d_act = obs.shape[-1], act.shape[-1]
-    return {
-        "obs": obs[:-1].reshape(-1, d_obs),
-        "act": act.reshape(-1, d_act),
-        "logp": logp.reshape(-1),
-        "old_mean": old_mean.reshape(-1, d_act),
-        "adv": adv.reshape(-1),
-        "cost_adv": cost_adv.reshape(-1),
-        "ret": ret.reshape(-1),
-        "cost_ret": cost_ret.reshape(-1),
-    }
+    batch = dict(obs=obs[:-1], act=act, logp=logp, adv=adv, cost_adv=cost_adv, ret=ret, cost_ret=cost_ret)
+    return {name: x.flatten(0, 1) for name, x in batch.items()}  # [T, M, ...] -> [T * M, ...]
 
 
 def ppo_update(actor, critic, cost_critic, optimizer, params: list, batch: dict, lam: float, args: "Args") -> dict:
@@ -393,12 +349,8 @@ def main(args: Args) -> dict:
     params = list(actor.parameters()) + list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
-    d, init = args.cost_limit, args.lagrangian_multiplier_init  # the limit and lambda's start
-    if args.multiplier == "pid":
-        gains = (args.pid_kp, args.pid_ki, args.pid_kd)
-        multiplier = PIDLagrangeMultiplier(args.pid_setpoint * d, init, *gains, args.pid_error_bound)
-    else:
-        multiplier = LagrangeMultiplier(d, init, args.lambda_lr)
+    gains = (args.pid_kp, args.pid_ki, args.pid_kd, args.pid_error_bound)  # aimed at the set point, under d
+    multiplier = PIDLagrangeMultiplier(args.pid_setpoint * args.cost_limit, args.lagrangian_multiplier_init, *gains)
 
     T, N = args.num_steps, args.num_envs
     num_updates = args.total_timesteps // (T * N * k)
@@ -493,10 +445,9 @@ def main(args: Args) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint;
-# this script its own make_envs and evaluate, which hold each action for --action-repeat env steps):
-# argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
+# Plumbing: the same in every script (tests/test_scripts.py checks it) but check_args, this script's make_envs and
+# evaluate (each action held for --action-repeat env steps), and cvpo.py's env_layout, save_checkpoint and
+# load_checkpoint: argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, logs.
 # Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -520,11 +471,8 @@ def check_args(args: Args) -> None:
     for name in (*positive, "action_repeat"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "lambda_lr"):
-        if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
-    if args.multiplier not in ("pid", "adam"):
-        raise SystemExit(f"error: --multiplier must be pid or adam, got {args.multiplier!r}")
+    if not args.learning_rate > 0 or not np.isfinite(args.learning_rate):
+        raise SystemExit(f"error: --learning-rate must be a positive number, got {args.learning_rate}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
     if not 0 < args.pid_setpoint <= 1:

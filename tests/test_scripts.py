@@ -264,8 +264,6 @@ ON_POLICY_BAD_INPUT = [
 SCRIPT_BAD_INPUT = {
     "ppo_lagrangian": [
         ({"cost_limit": -1.0}, ["--cost-limit"]),
-        ({"lambda_lr": 0.0}, ["--lambda-lr"]),
-        ({"multiplier": "PID"}, ["--multiplier", "pid or adam"]),
         ({"cost_window": 0}, ["--cost-window"]),
         ({"pid_error_bound": 0.0}, ["--pid-error-bound"]),
         ({"pid_setpoint": 0.0}, ["--pid-setpoint"]),
