@@ -8,7 +8,7 @@ restated here: CPPO (Xuan et al. 2023, arXiv:2305.14216) with Dyna (Sutton 1991)
    sum_k E || F(s_t, a_{t:t+k-1}) - s_{t+k} ||, F rolling on its own predictions over real windows of one episode;
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
-   trajectory, and the cost margin from real episodes only.
+   trajectory, and lambda from real episodes only.
 The CPPO update (cppo_update) is cppo.py's line for line, with the departures from the paper its docstring names.
 With --model-rollouts 0 it is exactly cppo.py (the model has its own random generator).
 Departures from Algorithm 1 (the measurements: docs/dyna_cppo.md):
@@ -108,25 +108,21 @@ class Args:
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
     max_kl: float = 0.02
-    """delta, the trust region in mean KL(pi_old || pi_new): it sets the E-step's radius R, the M-step stops fitting
-    once the mean KL passes it, and the scaled step reaches it"""
+    """delta, the trust region in mean KL(pi_old || pi_new): the E-step's radius R, the M-step's stop and step"""
     ratio_floor: float = 0.6
     """rho_min: the M-step stops pushing a ratio down once it is below this"""
     max_step_scale: float = 10.0
-    """the M-step's KL constraint made active: the fitted parameter step is scaled (by bisection, up to this
-    factor) until the mean KL reaches delta; 0 keeps the plain regression step"""
+    """the fitted parameter step is scaled (up to this factor) until the mean KL reaches delta; 0: not scaled"""
     cost_window: int = 32
-    """J_c for the margin d' and the switch: the mean cost of the last `cost_window` finished episodes"""
-    cost_gain: float = 50.0
-    """g: the E-step plans with g times the cost room, v_bar . A_c <= g N d' (the paper: 1): the gain of the cost
-    lever, as the planned cost change is mostly per-sample noise that the update does not realise"""
-    recovery_trigger: Literal["infeasible", "cost"] = "infeasible"
-    """what starts recovery: `infeasible`, an E-step (with gain g) that finds no feasible point in the trust region
-    (kappa < -1); `cost`, also J_c > d (the paper's switch). It lasts until J_c is below the lower switch cost"""
-    recovery_beta: float = 0.3
-    """beta: in recovery the M-step weight is beta * (v - r) + (1 - beta) * its projection on A_c"""
-    recovery_exit_frac: float = 0.8
-    """the lower switch cost, as a fraction of d: recovery lasts until J_c < recovery_exit_frac * d"""
+    """J_c, which lambda follows: the mean cost of the last `cost_window` finished episodes"""
+    pid_kp: float = 0.1
+    """proportional gain of lambda, the E-step's weight on cost"""
+    pid_ki: float = 0.01
+    """integral gain of lambda"""
+    pid_kd: float = 0.01
+    """derivative gain of lambda"""
+    pid_setpoint: float = 0.8
+    """the PID steers J_c to this fraction of d (a learning policy's cost drifts up: aimed at d, it settles above)"""
 
     horizon: int = 5
     """H: steps of each imagined rollout"""
@@ -163,6 +159,9 @@ class Args:
     """the number of passes over each rollout"""
     max_grad_norm: float = 0.5
     """the maximum norm of the gradient"""
+    action_repeat: Optional[int] = None
+    """cppo.py's argument; this script acts at every env step (None: 1): its model and cost classifier predict one
+    step"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -204,6 +203,7 @@ class Actor(nn.Module):
         super().__init__()
         self.mean = MLP(obs_dim, act_dim, out_std=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+        self.register_buffer("action_repeat", torch.tensor(1))  # env steps per action: checkpoints and `evaluate`
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return gaussian_log_prob(action, self.mean(obs), self.log_std)
@@ -238,30 +238,21 @@ def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
 MIN_TARGET_RATIO = 0.01  # the E-step keeps v >= this: the paper's v_bar > -1, held a little inside
 
 
-def feasible_angle(kappa: float) -> float:
-    """theta_f: the smallest angle from u_c whose point on the sphere satisfies x . u_c <= kappa R, i.e. the
-    smallest update direction that still reaches the feasible region: arccos(kappa) clipped to [0, pi]
-    (pi when no point of the sphere is feasible, kappa < -1; 0 when every point is, kappa > 1)."""
-    return math.acos(min(1.0, max(-1.0, kappa)))
-
-
-def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, min_angle: float = 0.0):
+def plane_solution(adv, cost_adv, radius: float, budget: float):
     """max x . adv  s.t.  x . cost_adv <= budget,  ||x|| <= radius, for centred adv and cost_adv.
 
     The optimum lies in the plane of u_c = cost_adv / ||cost_adv|| and u = the part of adv orthogonal to u_c,
     normalised: x = radius * (cos(theta) u_c + sin(theta) u). theta_A is the angle of adv in that plane and
     kappa = budget / (radius ||cost_adv||) the cosine of the constraint boundary:
     - cos(theta_A) <= kappa: the unconstrained optimum adv / ||adv|| is feasible, theta = theta_A;
-    - -1 <= kappa < cos(theta_A): the feasible boundary point nearest theta_A, theta = arccos(kappa);
-    - kappa < -1 (nothing on the sphere is feasible) or `recovery`: the paper's recovery direction
-      theta = min(pi, max(theta_f, theta_A + pi/2, min_angle)) with theta_f = feasible_angle(kappa): it lowers
-      cost while keeping reward where the feasible region allows.
-    Returns (x, theta, kappa, recovered)."""
+    - kappa < cos(theta_A): the feasible point nearest theta_A, theta = arccos(kappa) (pi for kappa < -1: nothing
+      on the sphere is feasible, so the most cost-lowering point).
+    Returns (x, theta, kappa)."""
     tiny = 1e-12
     cost_norm, adv_norm = cost_adv.norm().item(), adv.norm().item()
     if cost_norm <= tiny * max(1.0, adv_norm):  # no cost signal: a plain reward step (or none)
         x = radius * adv / adv_norm if adv_norm > tiny else torch.zeros_like(adv)
-        return x, 0.0, math.inf, False
+        return x, 0.0, math.inf
     u_c = cost_adv / cost_norm
     a_c = (adv @ u_c).item()
     perp = adv - a_c * u_c
@@ -269,24 +260,18 @@ def plane_solution(adv, cost_adv, radius: float, budget: float, recovery: bool, 
     u = perp / a_r if a_r > 1e-9 * max(1.0, adv_norm) else torch.zeros_like(adv)  # adv parallel to cost_adv
     theta_a = math.atan2(a_r, a_c) if adv_norm > tiny else math.pi  # no reward signal: only cost matters
     kappa = budget / (radius * cost_norm) if radius > 0 else (math.inf if budget >= 0 else -math.inf)
-    recovered = recovery or kappa < -1
-    if recovered:
-        theta = min(math.pi, max(min_angle, feasible_angle(kappa), theta_a + math.pi / 2))
-    elif math.cos(theta_a) <= kappa:
-        theta = theta_a
-    else:
-        theta = math.acos(kappa)
-    if adv_norm <= tiny and not recovered:  # nothing to gain: the smallest step that satisfies the constraint
-        return min(0.0, budget / cost_norm) * u_c, theta, kappa, recovered
-    return radius * (math.cos(theta) * u_c + math.sin(theta) * u), theta, kappa, recovered
+    theta = theta_a if math.cos(theta_a) <= kappa else math.acos(max(-1.0, kappa))  # pi if nothing is feasible
+    if adv_norm <= tiny and kappa >= -1:  # nothing to gain: the smallest step that satisfies the constraint
+        return min(0.0, budget / cost_norm) * u_c, theta, kappa
+    return radius * (math.cos(theta) * u_c + math.sin(theta) * u), theta, kappa
 
 
-def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: bool, min_angle: float = 0.0):
+def solve_with_repair(adv, cost_adv, radius: float, budget: float):
     """plane_solution, then the paper's element-wise repair of v_bar > -1: clip the entries below MIN_TARGET_RATIO - 1
     and re-solve the free entries as mu + x, where mu keeps sum(v_bar) = 0 and the radius and cost budget left
     for x are what the clipped entries and mu have not used. Repeats until nothing new is clipped."""
     n = adv.shape[0]
-    v_bar, theta, kappa, recovered = plane_solution(adv, cost_adv, radius, budget, recovery, min_angle)
+    v_bar, theta, kappa = plane_solution(adv, cost_adv, radius, budget)
     low = MIN_TARGET_RATIO - 1.0
     clipped = torch.zeros(n, dtype=torch.bool)
     while True:
@@ -302,45 +287,44 @@ def solve_with_repair(adv, cost_adv, radius: float, budget: float, recovery: boo
         a_free, c_free = adv[free] - adv[free].mean(), cost_adv[free] - cost_adv[free].mean()
         x = torch.zeros(n_free, dtype=adv.dtype)
         if radius_free_sq > 0:  # (if the free entries alone cannot meet the budget: the most cost-lowering x)
-            angle = min_angle if recovered else math.pi
-            x, *_ = plane_solution(a_free, c_free, math.sqrt(radius_free_sq), budget_free, recovered, angle)
+            x, *_ = plane_solution(a_free, c_free, math.sqrt(radius_free_sq), budget_free)
         v_bar = torch.full_like(adv, low)
         v_bar[free] = mu + x
-    return v_bar, theta, kappa, recovered, clipped.double().mean().item()
+    return v_bar, theta, kappa, clipped.double().mean().item()
 
 
-def solve_target_ratio(adv, cost_adv, cost_margin: float, delta: float, recovery: bool = False, cost_gain: float = 1.0):
+def solve_target_ratio(adv, cost_adv, cost_weight: float, delta: float):
     """CPPO's E-step: the target ratio v = 1 + v_bar for N samples (1-D tensors adv, cost_adv of length N), and
-    what the solver did (a dict: theta, kappa, recovery, clipped_fraction).
-
-    v_bar maximises v_bar . A subject to sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1),
-    v_bar . A_c <= g N cost_margin (when feasible within the radius), and v > 0 element-wise. cost_margin is
-    d' = (d - J_c) / L, the per-step cost room (L: the episode length), and g = cost_gain scales it (kappa * g).
-    With recovery=True (or when nothing within the radius is feasible) the direction turns toward -A_c."""
+    what the solver did (a dict: theta, kappa, clipped_fraction). v_bar maximises v_bar . A subject to
+    sum(v_bar) = 0, ||v_bar|| <= R with R^2 = N delta / (2 ln 2 - 1), v_bar . A_c <= b, and v > 0 element-wise.
+    b = kappa R ||A_c|| puts the constraint's boundary at the angle of A/|A| - lambda A_c/|A_c| (lambda =
+    cost_weight): kappa = (c - lambda) / sqrt((c - lambda)^2 + 1 - c^2), c = cos(theta_A). lambda = 0 gives the
+    reward step, lambda -> inf the step along -A_c."""
     n = adv.shape[0]
     adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
     radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
-    budget = n * cost_margin * cost_gain
-    v_bar, theta, kappa, recovered, clipped = solve_with_repair(adv, cost_adv, radius, budget, recovery)
+    cost_norm = cost_adv.norm().item()
+    c = (adv @ cost_adv).item() / max(adv.norm().item() * cost_norm, 1e-12)
+    kappa = (c - cost_weight) / math.sqrt((c - cost_weight) ** 2 + max(0.0, 1 - c * c) + 1e-12)
+    budget = max(-1.0, min(1.0, kappa)) * radius * cost_norm
+    v_bar, theta, kappa, clipped = solve_with_repair(adv, cost_adv, radius, budget)
     cost = (v_bar @ cost_adv).item()
-    if not recovered and cost > budget:
+    if kappa >= -1 and cost > budget:
         # The repair (v > 0) used up the cost room. Blend toward the most cost-lowering point with v > 0;
         # every constraint but the cost one is convex, so the blend keeps them and meets the budget if it can.
-        v_low, *_ = solve_with_repair(adv, cost_adv, radius, budget, True, math.pi)
+        v_low, *_ = solve_with_repair(adv, cost_adv, radius, -math.inf)
         low_cost = (v_low @ cost_adv).item()
         t = min(1.0, (cost - budget) / (cost - low_cost)) if cost > low_cost else 0.0
         v_bar = (1 - t) * v_bar + t * v_low
-    info = {"theta": theta, "kappa": kappa, "recovery": float(recovered), "clipped_fraction": clipped}
+    info = {"theta": theta, "kappa": kappa, "clipped_fraction": clipped}
     return 1.0 + v_bar, info
 
 
-def m_step_loss(ratio, target, ratio_floor: float, weight=None):
-    """CPPO's M-step surrogate: -E[min(w r, w max(r, rho_min))] with w = stop_grad(v - r) by default.
-
-    Its gradient is that of E[(v - r)^2] / 2, so r moves toward v, except that a ratio already below rho_min
-    is not pushed further down."""
-    w = (target - ratio).detach() if weight is None else weight.detach()
+def m_step_loss(ratio, target, ratio_floor: float):
+    """CPPO's M-step surrogate: -E[min(w r, w max(r, rho_min))] with w = stop_grad(v - r). Its gradient is that of
+    E[(v - r)^2] / 2, so r moves toward v, except that a ratio already below rho_min is not pushed further down."""
+    w = (target - ratio).detach()
     return -torch.min(w * ratio, w * ratio.clamp(min=ratio_floor)).mean()
 
 
@@ -351,11 +335,9 @@ def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
 
 
 def scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, delta: float, max_scale: float, iters: int = 12):
-    """Make the M-step's KL constraint active (the paper's Eq. 9): keep the direction the regression moved the
-    parameters, theta = theta_old + s (theta_fit - theta_old), and find by bisection the largest s in
-    [0, max_scale] where the exact mean KL(pi_old || pi_theta) on the batch crosses delta (max_scale if it stays
-    below; 0, no step, if the KL is not finite). The regression alone stops at a fixed point far inside the
-    trust region. Leaves the actor at the largest feasible scale found and returns (s, its KL)."""
+    """Make the M-step's KL constraint active (the paper's Eq. 9): theta = theta_old + s (theta_fit - theta_old),
+    with s in [0, max_scale] found by bisection where the exact mean KL(pi_old || pi_theta) on the batch crosses
+    delta (max_scale if it stays below; 0 if the KL is not finite). Leaves the actor there; returns (s, its KL)."""
     params = list(actor.parameters())
     steps = [p.detach() - p_old for p, p_old in zip(params, old_params)]
 
@@ -402,39 +384,30 @@ def cppo_update(
     optimizer,
     critic_optimizer,
     batch: dict,
-    cost_margin: float,
-    in_recovery: bool,
+    cost_weight: float,
     args: "Args",
     scale_step: bool = True,
     train_critics: bool = True,
-) -> tuple:
-    """One CPPO update (E-step, then M-step) on a flat batch: obs, act, logp (of pi_old), old_mean, adv,
-    cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the trust region (--max-step-scale),
-    `train_critics` fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the
-    update's log keys and whether it recovered."""
+) -> dict:
+    """One CPPO update (E-step with lambda = cost_weight, then M-step) on a flat batch: obs, act, logp (of pi_old),
+    old_mean, adv, cost_adv, ret, cost_ret. `scale_step` scales the fitted step to the trust region, `train_critics`
+    fits the critics to ret and cost_ret alongside (their losses are NaN without). Returns the update's log keys."""
     obs, act, logp, old_mean = batch["obs"], batch["act"], batch["logp"], batch["old_mean"]
     cost_adv = batch["cost_adv"] - batch["cost_adv"].mean()
-    e_step_start = time.time()
-    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_margin, args.max_kl, in_recovery, args.cost_gain)
+    v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_weight, args.max_kl)
     v = v.float().to(obs.device)
-    e_step_seconds = time.time() - e_step_start
 
     # M-step: fit pi_theta / pi_old to v, stop the policy once mean KL > delta; the critics go on.
-    n = obs.shape[0]
     old_log_std = actor.log_std.detach().clone()
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     policy_losses, critic_losses = [], []
     policy_epochs, fitting = 0, True
     for epoch in range(args.update_epochs):
-        for idx in torch.randperm(n, device=obs.device).split(max(1, n // args.num_minibatches)):
+        for idx in torch.randperm(len(obs), device=obs.device).split(max(1, len(obs) // args.num_minibatches)):
             if fitting:
                 ratio = (actor.log_prob(obs[idx], act[idx]) - logp[idx]).exp()
-                weight = v[idx] - ratio
-                if e_info["recovery"]:  # beta-mix with the projection of (v - r) on A_c
-                    u_c = cost_adv[idx] / (cost_adv[idx].norm() + 1e-12)
-                    weight = args.recovery_beta * weight + (1 - args.recovery_beta) * (weight @ u_c) * u_c
-                policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor, weight)
+                policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor)
                 optimizer.zero_grad()
                 policy_loss.backward()
                 nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm, foreach=True)
@@ -453,21 +426,15 @@ def cppo_update(
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
             fitting = kl <= args.max_kl
-    fit_kl = kl
-    scale = 1.0
+    fit_kl, scale = kl, 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
         scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.max_kl, args.max_step_scale)
-    with torch.no_grad():
-        ratio = (actor.log_prob(obs, act) - logp).exp()
-        fit_error = (ratio - v).abs().mean().item()
     value_loss, cost_value_loss = torch.stack(critic_losses).mean(0).tolist() if critic_losses else (math.nan,) * 2
     return {
         "cppo/theta": e_info["theta"],
         "cppo/kappa": e_info["kappa"],
-        "cppo/recovery": e_info["recovery"],
         "cppo/clipped_fraction": e_info["clipped_fraction"],
         "cppo/m_step_epochs": policy_epochs,
-        "cppo/fit_error": fit_error,
         "cppo/fit_kl": fit_kl,
         "cppo/step_scale": scale,
         "kl": kl,
@@ -475,8 +442,7 @@ def cppo_update(
         "policy_loss": torch.stack(policy_losses).mean().item(),
         "value_loss": value_loss,
         "cost_value_loss": cost_value_loss,
-        "time_e_step": e_step_seconds,
-    }, bool(e_info["recovery"])
+    }
 
 
 def bootstrap_values(critic, cost_critic, final_obs: list, shape: tuple, device) -> torch.Tensor:
@@ -507,17 +473,8 @@ def advantages_batch(actor, critic, cost_critic, obs, act, rew, cost, done, fina
     cost_adv, cost_ret = compute_gae(
         cost, cost_values[:-1], next_cost_values, done, args.cost_gamma, args.cost_gae_lambda
     )
-    d_obs, d_act = obs.shape[-1], act.shape[-1]
-    return {
-        "obs": obs[:-1].reshape(-1, d_obs),
-        "act": act.reshape(-1, d_act),
-        "logp": logp.reshape(-1),
-        "old_mean": old_mean.reshape(-1, d_act),
-        "adv": adv.reshape(-1),
-        "cost_adv": cost_adv.reshape(-1),
-        "ret": ret.reshape(-1),
-        "cost_ret": cost_ret.reshape(-1),
-    }
+    batch = dict(obs=obs[:-1], act=act, logp=logp, old_mean=old_mean, adv=adv, cost_adv=cost_adv, ret=ret)
+    return {"cost_ret": cost_ret.flatten(0, 1), **{k: x.flatten(0, 1) for k, x in batch.items()}}
 
 
 class DynamicsModel(nn.Module):
@@ -627,7 +584,7 @@ MODEL_KEYS = tuple(
     "model/loss model/one_step_error model/k_step_error model/zero_change_error model/zero_change_k_step_error "
     "model/mean_delta_error model/mean_delta_k_step_error model/skill model/k_step_skill model/reward_error "
     "model/reward_baseline_error model/reward_skill model/cost_precision model/cost_recall model/cost_skill "
-    "imagined/return imagined/cost imagined/kl imagined/recovery imagined/on".split()
+    "imagined/return imagined/cost imagined/kl imagined/on".split()
 )
 # ^ the progress.csv keys of the model and of imagination (NaN when not measured)
 
@@ -803,7 +760,7 @@ class Dyna:
         stats["time_model"] = time.time() - start
         return stats
 
-    def imagination(self, update: int, states, agent: tuple, cost_margin, in_recovery, args) -> dict:
+    def imagination(self, update: int, states, agent: tuple, cost_weight: float, args) -> dict:
         """Step 4, gated by imagination_on on self.skill (measured by learn on this rollout before training on
         it; NaN, never on, until D_real had data): --model-rollouts starts drawn from `states`, then
         imagined_update from them with agent = (actor, critic, cost_critic, optimizer, critic_optimizer). Returns
@@ -812,16 +769,16 @@ class Dyna:
         stats = {"imagined/on": float(imagination_on(self.skill, update, args))}
         if stats["imagined/on"]:
             pick = torch.randint(len(states), (args.model_rollouts,), generator=self.generator).to(states.device)
-            stats |= imagined_update(self, agent, states[pick], cost_margin, in_recovery, args)
+            stats |= imagined_update(self, agent, states[pick], cost_weight, args)
         stats["time_imagination"] = time.time() - start
         return stats
 
 
-def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_margin: float, in_recovery: bool, args: "Args") -> dict:
+def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_weight: float, args: "Args") -> dict:
     """Imagination: H model steps of the current policy from `start_obs` (all at once), then the CPPO update on
     them, agent = (actor, critic, cost_critic, optimizer, critic_optimizer), with a trust region of
-    --imagined-kl-frac * delta, no step scaling, and the critics trained only with --imagined-critics. The cost
-    margin and recovery state are the real update's. Actions are clipped to the action box, and imagined rewards
+    --imagined-kl-frac * delta, no step scaling, and the critics trained only with --imagined-critics. The weight on
+    cost (lambda) is the real update's. Actions are clipped to the action box, and imagined rewards
     and costs to the range of the real ones."""
     actor, critic, cost_critic = agent[:3]
     ranges = (dyna.reward_range, dyna.cost_range)
@@ -832,30 +789,39 @@ def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_margin: float, i
     no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
     batch = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end, no_final, args)
     imagined_args = dataclasses.replace(args, max_kl=args.imagined_kl_frac * args.max_kl)
-    stats, _ = cppo_update(
-        *agent, batch, cost_margin, in_recovery, imagined_args, scale_step=False, train_critics=args.imagined_critics
+    stats = cppo_update(
+        *agent, batch, cost_weight, imagined_args, scale_step=False, train_critics=args.imagined_critics
     )
     return {
         "imagined/return": img_rew.sum(0).mean().item(),
         "imagined/cost": img_cost.sum(0).mean().item(),
         "imagined/kl": stats["kl"],
-        "imagined/recovery": stats["cppo/recovery"],
     }
 
 
-def recovery_switch(in_recovery: bool, cost_estimate: float, cost_limit: float, args: Args) -> bool:
-    """The paper's bang-bang switch between the normal update and recovery: recovery ends once J_c is below the
-    lower switch cost --recovery-exit-frac * d; with --recovery-trigger cost it starts once J_c is above d (with
-    infeasible, the default, the update starts it when the E-step finds nothing feasible). Otherwise it stays."""
-    if cost_estimate < args.recovery_exit_frac * cost_limit:
-        return False
-    if args.recovery_trigger == "cost" and cost_estimate > cost_limit:
-        return True
-    return in_recovery
+class PIDLagrangeMultiplier:
+    """PID-Lagrangian (Stooke et al. 2020): lambda = (P + I + D)+ on e = J_c - d, with P = kp * e, I = (I + ki * e)+
+    and D = kd * (e - e_prev)+; P and D damp the oscillation of gradient ascent (I alone). e is clipped to [-b, b]
+    (`error_bound`, default d): J_c falls at most d under d, so a few early rollouts far above it would wind I up."""
+
+    def __init__(self, cost_limit: float, init: float, kp: float, ki: float, kd: float, error_bound=None):
+        self.cost_limit, self.kp, self.ki, self.kd = cost_limit, kp, ki, kd
+        self.error_bound = max(cost_limit, 1.0) if error_bound is None else error_bound
+        self.integral, self.prev_error, self.value = init, None, init
+        self.p = self.d = 0.0
+
+    def update(self, episodic_cost: float) -> float:
+        error = min(max(episodic_cost - self.cost_limit, -self.error_bound), self.error_bound)
+        self.integral = max(0.0, self.integral + self.ki * error)
+        self.p = self.kp * error
+        self.d = 0.0 if self.prev_error is None else self.kd * max(0.0, error - self.prev_error)
+        self.prev_error = error
+        self.value = max(0.0, self.p + self.integral + self.d)
+        return self.value
 
 
 def main(args: Args) -> dict:
-    args = env_layout(args)
+    args = env_layout(dataclasses.replace(args, action_repeat=1 if args.action_repeat is None else args.action_repeat))
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -869,10 +835,8 @@ def main(args: Args) -> dict:
     optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5, fused=True)
     obs_rms = RunningMeanStd(obs_dim)
-    episode_len = gymnasium.spec(args.env_id).max_episode_steps  # L in the per-step margin d' = (d - J_c) / L
-    cost_estimate = 0.0
-    in_recovery = False
     cost_window = CostWindow(args.cost_window)
+    multiplier = PIDLagrangeMultiplier(args.pid_setpoint * args.cost_limit, 0.0, args.pid_kp, args.pid_ki, args.pid_kd)
 
     dyna = Dyna(obs_dim, act_dim, low, high, args, device)  # the model F, its optimizer, D_real
     agent = (actor, critic, cost_critic, optimizer, critic_optimizer)  # what an imagined update trains
@@ -937,23 +901,17 @@ def main(args: Args) -> dict:
             actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, args
         )
 
-        # Measured cost J_c: the window of recent real episodes (0 until one ends); imagined costs never enter it.
-        # Recovery, once started, lasts until J_c is below the lower switch cost (the paper's bang-bang switch).
+        # lambda follows J_c over the window of recent real episodes; imagined costs never enter it.
         if finished:
             last_episodes = Episode(*np.mean(finished, axis=0))
-            cost_estimate = cost_window.add(episode.cost for episode in finished)
-        in_recovery = recovery_switch(in_recovery, cost_estimate, args.cost_limit, args)
-        cost_margin = (args.cost_limit - cost_estimate) / episode_len
-        stats, recovered = cppo_update(
-            actor, critic, cost_critic, optimizer, critic_optimizer, batch, cost_margin, in_recovery, args
-        )
-        in_recovery = in_recovery or recovered  # e.g. the E-step found nothing feasible
+            multiplier.update(cost_window.add(episode.cost for episode in finished))
+        stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, multiplier.value, args)
 
         # D_real and the model: errors on this rollout's windows before training on them (held out), then train.
         # Imagination, while the model is good enough: H model steps of the policy from this rollout's states.
         rollout = stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw, low, high)
         model_stats = dyna.learn(rollout, obs_rms, args, device)
-        model_stats |= dyna.imagination(update, batch["obs"], agent, cost_margin, in_recovery, args)
+        model_stats |= dyna.imagination(update, batch["obs"], agent, multiplier.value, args)
         obs_buf[0], raw_buf[0] = obs_buf[T], raw_buf[T]  # the next rollout starts where this one stopped
 
         for name in ("policy_loss", "value_loss", "cost_value_loss", "model/loss"):
@@ -963,9 +921,12 @@ def main(args: Args) -> dict:
             {
                 **episode_columns(global_step, last_episodes, finished, cumulative_cost, start_time),
                 "cost_limit": args.cost_limit,
-                "cost_margin": cost_margin,
-                "cost_estimate": cost_estimate,
+                "cost_estimate": cost_window.mean,
                 "cost_estimate_episodes": len(cost_window.costs),
+                "lagrange_multiplier": multiplier.value,
+                "pid_p": multiplier.p,
+                "pid_i": multiplier.integral,
+                "pid_d": multiplier.d,
                 "learning_rate": lr,
                 **stats,
                 **{k: model_stats.get(k, np.nan) for k in MODEL_KEYS},
@@ -1006,6 +967,8 @@ def check_args(args: Args) -> None:
     for name in cppo_counts + model_counts:
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.action_repeat != 1:
+        raise SystemExit(f"error: --action-repeat must be 1 (the model predicts one step), got {args.action_repeat}")
     if args.model_rollouts < 0 or args.model_start_iter < 0:
         raise SystemExit("error: --model-rollouts and --model-start-iter must be >= 0")
     if not 0 < args.imagined_kl_frac <= 1:
@@ -1022,15 +985,12 @@ def check_args(args: Args) -> None:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
-    for name in ("ratio_floor", "recovery_beta", "recovery_exit_frac"):
-        if not 0 <= getattr(args, name) <= 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0 < args.cost_gain < math.inf:
-        raise SystemExit(f"error: --cost-gain must be positive and finite, got {args.cost_gain}")
+    if not 0 <= args.ratio_floor <= 1:
+        raise SystemExit(f"error: --ratio-floor must be in [0, 1], got {args.ratio_floor}")
+    if not 0 < args.pid_setpoint <= 1:
+        raise SystemExit(f"error: --pid-setpoint must be in (0, 1] (a fraction of the limit), got {args.pid_setpoint}")
     if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):
         raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
-    if args.recovery_trigger not in ("infeasible", "cost"):
-        raise SystemExit(f"error: --recovery-trigger must be infeasible or cost, got {args.recovery_trigger!r}")
     if args.eval_episodes < 0:
         raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
     if args.total_timesteps < args.num_envs * args.num_steps:

@@ -359,8 +359,8 @@ def run_main(module, cwd, **fields):
 @pytest.mark.slow
 @pytest.mark.parametrize("switch_off", [{"model_rollouts": 0}, {"model_start_iter": 0, "imagination_min_skill": 1.0}])
 def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_off):
-    # PointGoal1 with a low limit and a short cost window: episodes end, the window and the recovery switch
-    # act, and the rows must still be equal.
+    # PointGoal1 with a low limit and a short cost window: episodes end, the window and lambda act, and the rows
+    # must still be equal.
     # Off: no imagined rollouts, or a skill gate no model passes (skill <= 1).
     monkeypatch.chdir(tmp_path)
     cost = dict(
@@ -371,18 +371,15 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
         cost_window=2,
     )
     cppo = load_script("cppo")
-    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)
+    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost, action_repeat=1)  # this script acts at every env step
     dyna_rows = run_main(dyna, tmp_path / "dyna", **switch_off, **cost)
     assert all(float(r["imagined/on"]) == 0.0 for r in dyna_rows)
     shared = [k for k in cppo_rows[0] if k in dyna_rows[0] and k != "sps" and not k.startswith("time_")]
     assert len(shared) >= 25
     assert [{k: r[k] for k in shared} for r in cppo_rows] == [{k: r[k] for k in shared} for r in dyna_rows]
     assert np.isfinite(float(dyna_rows[-1]["model/k_step_error"]))  # the model still trains and is measured
-    assert any(float(r["cppo/recovery"]) == 1.0 for r in cppo_rows) and int(cppo_rows[-1]["cost_estimate_episodes"])
-    for row in cppo_rows:  # the limit and J_c set the margin
-        assert float(row["cost_limit"]) == 2.0
-        measured = float(row["cost_estimate"]) if int(row["cost_estimate_episodes"]) else 0.0
-        assert float(row["cost_margin"]) == pytest.approx((2.0 - measured) / 1000)
+    assert any(float(r["lagrange_multiplier"]) > 0 for r in cppo_rows) and int(cppo_rows[-1]["cost_estimate_episodes"])
+    assert all(float(row["cost_limit"]) == 2.0 for row in cppo_rows)
 
 
 def test_cppo_update_is_cppos_line_for_line():
@@ -390,7 +387,6 @@ def test_cppo_update_is_cppos_line_for_line():
     # shared arguments with the same defaults.
     cppo = load_script("cppo")
     for name in (
-        "feasible_angle",
         "plane_solution",
         "solve_with_repair",
         "solve_target_ratio",
@@ -399,7 +395,7 @@ def test_cppo_update_is_cppos_line_for_line():
         "scale_step_to_kl",
         "CostWindow",
         "cppo_update",
-        "recovery_switch",
+        "PIDLagrangeMultiplier",
         "bootstrap_values",
         "advantages_batch",
         "compute_gae",
@@ -415,7 +411,7 @@ def test_cppo_update_is_cppos_line_for_line():
 
 
 @pytest.mark.slow
-def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
+def test_lambda_comes_from_real_episodes_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = run_main(
         dyna,
@@ -428,12 +424,13 @@ def test_cost_margin_comes_from_real_episodes_only(tmp_path, monkeypatch):
         cost_limit=0.5,
     )
     costs, weights = [], []  # J_c: the window (32, more than ever end here) of every real episode so far
+    pid = dyna.PIDLagrangeMultiplier(0.8 * 0.5, 0.0, 0.1, 0.01, 0.01)  # the defaults, aimed at 0.8 d
     for row in rows:
         if int(row["episodes"]) > 0:
             costs.append(float(row["episodic_cost"]))
             weights.append(int(row["episodes"]))
-        measured = np.average(costs, weights=weights) if costs else 0.0
-        assert float(row["cost_margin"]) == pytest.approx((0.5 - measured) / 1000)
+            pid.update(np.average(costs, weights=weights))
+        assert float(row["lagrange_multiplier"]) == pytest.approx(pid.value)
         assert int(row["cost_estimate_episodes"]) == sum(weights)
     assert all(np.isfinite(float(r["imagined/return"])) for r in rows[1:])  # the first has no skill measured
 
@@ -459,7 +456,7 @@ def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypat
     calls, update = [], dyna.cppo_update  # what main() hands the update: real (step scaled) or imagined
 
     def recording_update(*a, **kw):
-        calls.append((kw.get("scale_step", True), a[8].max_kl, kw.get("train_critics", True)))
+        calls.append((kw.get("scale_step", True), a[7].max_kl, kw.get("train_critics", True)))
         return update(*a, **kw)
 
     monkeypatch.setattr(dyna, "cppo_update", recording_update)
@@ -505,15 +502,14 @@ def test_the_critics_learn_from_a_batch_only_when_asked(train_critics):
     actor_before = [p.detach().clone() for p in actor.parameters()]
     optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4)
     critic_optimizer = torch.optim.Adam(critic_params, lr=1e-3)
-    stats, recovered = dyna.cppo_update(
+    stats = dyna.cppo_update(
         actor,
         critic,
         cost_critic,
         optimizer,
         critic_optimizer,
         batch,
-        0.01,
-        False,
+        0.0,
         dyna.Args(num_minibatches=4),
         scale_step=False,
         train_critics=train_critics,
@@ -521,5 +517,4 @@ def test_the_critics_learn_from_a_batch_only_when_asked(train_critics):
     moved = any(not torch.equal(a, b) for a, b in zip(before, critic_params))
     assert moved == train_critics
     assert math.isfinite(stats["value_loss"]) == train_critics
-    assert recovered is False  # under the limit (margin 0.01), not forced: the plain E-step direction
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, actor.parameters()))  # the policy moves either way

@@ -47,16 +47,16 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
         [
             "cppo/theta",
             "cppo/kappa",
-            "cppo/recovery",
             "cppo/clipped_fraction",
             "cppo/m_step_epochs",
             "cppo/step_scale",
             "kl",
             "entropy",
             "cost_limit",
-            "cost_margin",
             "cost_estimate",
             "cost_estimate_episodes",
+            "lagrange_multiplier",
+            "pid_i",
         ],
         ["SafetyPointGoal1-v0"],
     ),
@@ -92,6 +92,7 @@ OFF_POLICY = {"learning_starts": 500, "batch_size": 32, "num_sampled_actions": 4
 SMOKE_SIZES = {
     "cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},
     "ppo_lagrangian": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},  # 4 env steps per decision
+    "cppo": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},
 }
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
 SMOKE = ["--save-model"]
@@ -280,17 +281,18 @@ SCRIPT_BAD_INPUT = {
         ({"ratio_floor": 1.5}, ["--ratio-floor"]),
         ({"max_step_scale": -1.0}, ["--max-step-scale"]),
         ({"cost_window": 0}, ["--cost-window"]),
-        ({"recovery_trigger": "always"}, ["--recovery-trigger"]),
-        ({"cost_gain": 0.0}, ["--cost-gain"]),
+        ({"pid_setpoint": 0.0}, ["--pid-setpoint"]),
         ({"max_step_scale": 0.5}, ["--max-step-scale"]),
+        ({"action_repeat": 0}, ["--action-repeat"]),
     ],
     "dyna_cppo": [
         ({"horizon": 0}, ["--horizon", "positive"]),
+        ({"action_repeat": 4}, ["--action-repeat", "must be 1"]),
         ({"multi_step_k": 0}, ["--multi-step-k", "positive"]),
         ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
         ({"model_rollouts": -1}, ["--model-rollouts"]),
         ({"cost_window": 0}, ["--cost-window"]),
-        ({"cost_gain": float("inf")}, ["--cost-gain"]),
+        ({"pid_setpoint": 2.0}, ["--pid-setpoint"]),
     ],
     "cvpo": [
         ({"batch_size": 0}, ["--batch-size", "positive"]),
@@ -435,9 +437,10 @@ SHARED_BY_ALL = (
 # The plumbing cvpo.py has its own of (no --num-steps; its actor squashes actions into the box): exactly these, and
 # check_args, which every script has its own of. The on-policy five share them, and more above their banner.
 CVPO_OWN = ("env_layout", "save_checkpoint", "load_checkpoint")
-# ppo_lagrangian.py holds each action for --action-repeat env steps, in training and in evaluation: its own of these.
-PPO_LAGRANGIAN_OWN = ("make_envs", "evaluate")
-OWN = {("cvpo", name) for name in CVPO_OWN} | {("ppo_lagrangian", name) for name in PPO_LAGRANGIAN_OWN}
+# ppo_lagrangian.py and cppo.py hold each action for --action-repeat env steps, in training and in evaluation: their
+# own of these, the same in both (dyna_cppo.py acts at every env step).
+REPEATING, REPEAT_OWN = ("ppo_lagrangian", "cppo"), ("make_envs", "evaluate")
+OWN = {("cvpo", name) for name in CVPO_OWN} | {(script, name) for script in REPEATING for name in REPEAT_OWN}
 SHARED_ON_POLICY = (
     *CVPO_OWN,
     "layer_init",
@@ -522,5 +525,8 @@ def test_shared_plumbing_is_the_same_in_every_script():
         }, script
         banner_text = " ".join(re.match(r"(#.*\n)+", source[banner:]).group(0).split())
         assert all(name in banner_text for name in ("check_args", *CVPO_OWN)), script
-    banner = read_text(os.path.join(ROOT, "ppo_lagrangian.py")).split("# Plumbing: the same in every script")[1]
-    assert all(name in banner[: banner.index("\ndef ")] for name in PPO_LAGRANGIAN_OWN)
+    for name in (*REPEAT_OWN, "ActionRepeat", "repeat_layout"):
+        assert len({source_of(script, name) for script in REPEATING}) == 1, name
+    for script in REPEATING:
+        banner = read_text(os.path.join(ROOT, f"{script}.py")).split("# Plumbing: the same in every script")[1]
+        assert all(name in banner[: banner.index("\ndef ")] for name in REPEAT_OWN), script
