@@ -18,6 +18,8 @@ Departures from Algorithm 1 (the measurements: docs/dyna_cppo.md):
 - --imagination-min-skill 0: imagine only while the model (state, reward and cost) beats its no-model baselines;
 - --imagined-kl-frac 0.5: the imagined update's trust region is 0.5 delta, its step not scaled (1: Algorithm 1);
 - --imagined-critics off: the critics learn from real returns only (on: also from imagined ones, Algorithm 1).
+- --action-repeat 4 on navigation tasks, as cppo.py: the model predicts a decision's held step, an imagined cost
+  is P(cost > 0) times the mean positive cost in D_real, and --horizon counts decisions.
 
 Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5 --save-model
        python dyna_cppo.py --eval-checkpoint runs/<run>/dyna_cppo.pt   # evaluate a saved policy, both modes
@@ -92,7 +94,7 @@ class Args:
     seeds from --seed as at the end of training) and exit: nothing is trained"""
 
     num_steps: Optional[int] = None
-    """steps per environment per rollout (None: 8000 // num_envs, a batch of 8 episodes of 1000 steps)"""
+    """decisions per environment per rollout (None: 8000 // (num_envs * action_repeat), 8 episodes of 1000 steps)"""
     learning_rate: float = 3e-4
     """the Adam learning rate of the policy (M-step)"""
     critic_learning_rate: float = 1e-3
@@ -160,8 +162,8 @@ class Args:
     max_grad_norm: float = 0.5
     """the maximum norm of the gradient"""
     action_repeat: Optional[int] = None
-    """cppo.py's argument; this script acts at every env step (None: 1): its model and cost classifier predict one
-    step"""
+    """each action is held for this many env steps, rewards and costs summed; the discounts and GAE lambdas above
+    are per env step (None: 4 on navigation tasks, 1 on velocity tasks)"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -691,10 +693,12 @@ def imagination_on(skill: float, update: int, args: Args) -> bool:
     return args.model_rollouts > 0 and update > args.model_start_iter and skill > args.imagination_min_skill
 
 
-def imagine(model, classifier, actor, start_obs, horizon: int, low, high, reward_range, cost_range, generator):
+def imagine(
+    model, classifier, actor, start_obs, horizon: int, low, high, reward_range, cost_range, generator, cost_size=1.0
+):
     """Roll the current policy through the model F from all starts at once: time-major obs [H+1, M, D],
     actions [H, M, A] (the policy's samples), rewards and costs [H, M] clipped to the ranges of real data. A
-    step's cost is the classifier's probability of a cost at (s, a)."""
+    step's cost is the classifier's probability of a cost at (s, a) times `cost_size`, a positive cost's mean."""
     obs, acts, rews, costs = [start_obs], [], [], []
     std = actor.log_std.exp()
     with torch.no_grad():
@@ -702,7 +706,7 @@ def imagine(model, classifier, actor, start_obs, horizon: int, low, high, reward
             mean = actor.mean(obs[-1])
             action = mean + std * torch.randn(mean.shape, generator=generator).to(mean.device)
             clipped = torch.max(torch.min(action, high), low)
-            costs.append(torch.sigmoid(classifier(obs[-1], clipped)).clamp(*cost_range))
+            costs.append((cost_size * torch.sigmoid(classifier(obs[-1], clipped))).clamp(*cost_range))
             next_obs, r_hat = model(obs[-1], clipped)
             obs.append(next_obs.clamp(-10.0, 10.0))  # the observation normaliser's clip range
             acts.append(action)
@@ -729,7 +733,8 @@ def stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw: lis
 class Dyna:
     """The model side of Algorithm 1, kept across iterations: F and its cost classifier C, their optimizer, the
     generator of their minibatches and of the imagined starts, D_real (whole rollouts, episode ends kept), the
-    action box, and the range of the real rewards and costs so far (imagined ones are clipped to it)."""
+    action box, the range of the real rewards and costs so far (imagined ones are clipped to it), and the mean
+    positive cost."""
 
     def __init__(self, obs_dim: int, act_dim: int, low, high, args: "Args", device):
         self.generator = torch.Generator().manual_seed(args.seed + 1)
@@ -742,6 +747,7 @@ class Dyna:
         self.bounds = tuple(torch.tensor(x, dtype=torch.float32, device=device) for x in (low, high))
         self.reward_range = [np.inf, -np.inf]
         self.cost_range = [np.inf, -np.inf]
+        self.cost_size = 1.0  # the mean of D_real's positive costs (a decision's cost sums its held steps')
         self.skill = np.nan  # the lowest of the model's state, reward and cost skills on the latest rollout
 
     def learn(self, rollout: dict, obs_rms: "RunningMeanStd", args: "Args", device) -> dict:
@@ -756,6 +762,8 @@ class Dyna:
         judged = ("", "reward_", "cost_") if cost.any() else ("", "reward_")  # the classifier, where there is a cost
         self.skill = np.min([stats.get(f"model/{name}skill", np.nan) for name in judged])  # NaN while any is
         self.replay.append(rollout)
+        positive = np.concatenate([r["cost"][r["cost"] > 0] for r in self.replay])
+        self.cost_size = float(positive.mean()) if positive.size else 1.0
         stats["model/loss"] = train_model(self, obs_rms, args, device)
         stats["time_model"] = time.time() - start
         return stats
@@ -783,7 +791,15 @@ def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_weight: float, a
     actor, critic, cost_critic = agent[:3]
     ranges = (dyna.reward_range, dyna.cost_range)
     img_obs, img_act, img_rew, img_cost = imagine(
-        dyna.model, dyna.classifier, actor, start_obs, args.horizon, *dyna.bounds, *ranges, dyna.generator
+        dyna.model,
+        dyna.classifier,
+        actor,
+        start_obs,
+        args.horizon,
+        *dyna.bounds,
+        *ranges,
+        dyna.generator,
+        dyna.cost_size,
     )
     no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
     no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
@@ -820,8 +836,34 @@ class PIDLagrangeMultiplier:
         return self.value
 
 
+class ActionRepeat(gymnasium.Wrapper):
+    """Hold each action for k env steps, summing reward and cost, until the episode ends."""
+
+    def __init__(self, env, k: int):
+        super().__init__(env)
+        self.k = k
+
+    def step(self, action):
+        reward = cost = 0.0
+        for _ in range(self.k):
+            obs, r, c, terminated, truncated, info = self.env.step(action)
+            reward, cost = reward + r, cost + c
+            if terminated or truncated:
+                break
+        return obs, reward, cost, terminated, truncated, info
+
+
+def repeat_layout(args: Args) -> Args:
+    """Fill --action-repeat (4 on navigation tasks, 1 on velocity tasks) and then --num-steps left at None, so
+    that a rollout stays 8000 env steps."""
+    k = args.action_repeat if args.action_repeat is not None else (1 if "Velocity" in args.env_id else 4)
+    if args.num_steps is None and k >= 1:
+        args = dataclasses.replace(args, num_steps=max(1, 8000 // max(1, env_layout(args).num_envs * k)))
+    return dataclasses.replace(args, action_repeat=k)
+
+
 def main(args: Args) -> dict:
-    args = env_layout(dataclasses.replace(args, action_repeat=1 if args.action_repeat is None else args.action_repeat))
+    args = env_layout(repeat_layout(args))
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -830,6 +872,9 @@ def main(args: Args) -> dict:
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
     actor = Actor(obs_dim, act_dim).to(device)
+    k = actor.action_repeat.fill_(args.action_repeat).item()
+    discounts = ("gamma", "gae_lambda", "cost_gamma", "cost_gae_lambda")  # per decision: over k env steps
+    per_decision = dataclasses.replace(args, **{name: getattr(args, name) ** k for name in discounts})
     critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
@@ -841,7 +886,7 @@ def main(args: Args) -> dict:
     dyna = Dyna(obs_dim, act_dim, low, high, args, device)  # the model F, its optimizer, D_real
     agent = (actor, critic, cost_critic, optimizer, critic_optimizer)  # what an imagined update trains
     T, N = args.num_steps, args.num_envs
-    num_updates = args.total_timesteps // (T * N)
+    num_updates = args.total_timesteps // (T * N * k)
     # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     raw_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # the same, raw, for the model's replay buffer
@@ -876,9 +921,9 @@ def main(args: Args) -> dict:
             raw_obs, reward, cost, terminated, truncated, info = step_envs(
                 envs, np.clip(act_buf[t], low, high), run_dir
             )
-            global_step += N
+            global_step += N * k
             cumulative_cost += cost.sum()
-            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+            ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + k  # length in env steps
             done = terminated | truncated
             rew_buf[t], cost_buf[t], done_buf[t] = reward, cost, done
             obs_rms.update(raw_obs)
@@ -898,7 +943,7 @@ def main(args: Args) -> dict:
         )
         final_values = bootstrap_values(critic, cost_critic, final_obs, (T, N), device)
         batch = advantages_batch(
-            actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, args
+            actor, critic, cost_critic, observations, actions, rewards, costs, dones, final_values, per_decision
         )
 
         # lambda follows J_c over the window of recent real episodes; imagined costs never enter it.
@@ -911,7 +956,7 @@ def main(args: Args) -> dict:
         # Imagination, while the model is good enough: H model steps of the policy from this rollout's states.
         rollout = stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw, low, high)
         model_stats = dyna.learn(rollout, obs_rms, args, device)
-        model_stats |= dyna.imagination(update, batch["obs"], agent, multiplier.value, args)
+        model_stats |= dyna.imagination(update, batch["obs"], agent, multiplier.value, per_decision)
         obs_buf[0], raw_buf[0] = obs_buf[T], raw_buf[T]  # the next rollout starts where this one stopped
 
         for name in ("policy_loss", "value_loss", "cost_value_loss", "model/loss"):
@@ -941,7 +986,8 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint):
+# which checks this script's own arguments (cvpo.py also has its own env_layout, save_checkpoint, load_checkpoint;
+# this script its own make_envs and evaluate, which hold each action for --action-repeat env steps):
 # argument checks, env layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger.
 # Nothing above depends on where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
@@ -964,11 +1010,9 @@ def check_args(args: Args) -> None:
         )
     cppo_counts = ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "cost_window")
     model_counts = ("horizon", "multi_step_k", "model_steps", "model_hidden", "model_batch_size", "buffer_rollouts")
-    for name in cppo_counts + model_counts:
+    for name in (*cppo_counts, *model_counts, "action_repeat"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.action_repeat != 1:
-        raise SystemExit(f"error: --action-repeat must be 1 (the model predicts one step), got {args.action_repeat}")
     if args.model_rollouts < 0 or args.model_start_iter < 0:
         raise SystemExit("error: --model-rollouts and --model-start-iter must be >= 0")
     if not 0 < args.imagined_kl_frac <= 1:
@@ -976,8 +1020,11 @@ def check_args(args: Args) -> None:
     if np.isnan(args.imagination_min_skill):
         raise SystemExit("error: --imagination-min-skill must be a number (or -inf), got nan")
     episode_len = gymnasium.spec(args.env_id).max_episode_steps
-    if args.horizon > episode_len:
-        raise SystemExit(f"error: --horizon {args.horizon} is longer than an episode of {args.env_id} ({episode_len})")
+    if args.horizon * args.action_repeat > episode_len:
+        raise SystemExit(
+            f"error: --horizon {args.horizon} (decisions of {args.action_repeat} steps) is longer than an episode "
+            f"of {args.env_id} ({episode_len})"
+        )
     if args.multi_step_k > args.num_steps:
         raise SystemExit(f"error: --multi-step-k {args.multi_step_k} is longer than a rollout (--num-steps)")
     for name in ("learning_rate", "critic_learning_rate", "max_kl", "model_lr"):
@@ -993,10 +1040,10 @@ def check_args(args: Args) -> None:
         raise SystemExit(f"error: --max-step-scale must be 0 (no scaling) or >= 1, got {args.max_step_scale}")
     if args.eval_episodes < 0:
         raise SystemExit(f"error: --eval-episodes must be >= 0, got {args.eval_episodes}")
-    if args.total_timesteps < args.num_envs * args.num_steps:
+    if args.total_timesteps < args.num_envs * args.num_steps * args.action_repeat:
         raise SystemExit(
             f"error: --total-timesteps {args.total_timesteps} is smaller than one rollout "
-            f"(num_envs * num_steps = {args.num_envs * args.num_steps})"
+            f"(num_envs * num_steps * action_repeat = {args.num_envs * args.num_steps * args.action_repeat})"
         )
     if args.num_envs * args.num_steps < args.num_minibatches:
         raise SystemExit("error: --num-minibatches is larger than the batch (num_envs * num_steps)")
@@ -1121,7 +1168,11 @@ def make_envs(args: Args):
     asynchronous = args.vector_env == "async" or (
         args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id
     )
-    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    k = args.action_repeat  # this script's own: each env holds an action for k steps
+    wrappers = (lambda env: ActionRepeat(env, k)) if k > 1 else None
+    envs = safety_gymnasium.vector.make(
+        args.env_id, num_envs=args.num_envs, asynchronous=asynchronous, wrappers=wrappers
+    )
     try:
         check_spaces(envs.single_observation_space, envs.single_action_space)
     except SystemExit:
@@ -1178,11 +1229,14 @@ def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu"
         ep_return, ep_cost = 0.0, 0.0
         while not done:
             action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
-            obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost = ep_return + reward, ep_cost + cost
-            done = terminated or truncated
-            if video_path and episode == 0:
-                frames.append(env.render())
+            for _ in range(int(actor.action_repeat)):  # this script's own: each action held as in training
+                obs, reward, cost, terminated, truncated, _ = env.step(action)
+                ep_return, ep_cost = ep_return + reward, ep_cost + cost
+                done = terminated or truncated
+                if video_path and episode == 0:
+                    frames.append(env.render())
+                if done:
+                    break
         returns.append(ep_return)
         costs.append(ep_cost)
     env.close()

@@ -371,7 +371,7 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
         cost_window=2,
     )
     cppo = load_script("cppo")
-    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost, action_repeat=1)  # this script acts at every env step
+    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)  # both hold each action for 4 env steps
     dyna_rows = run_main(dyna, tmp_path / "dyna", **switch_off, **cost)
     assert all(float(r["imagined/on"]) == 0.0 for r in dyna_rows)
     shared = [k for k in cppo_rows[0] if k in dyna_rows[0] and k != "sps" and not k.startswith("time_")]
@@ -518,3 +518,34 @@ def test_the_critics_learn_from_a_batch_only_when_asked(train_critics):
     assert moved == train_critics
     assert math.isfinite(stats["value_loss"]) == train_critics
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, actor.parameters()))  # the policy moves either way
+
+
+def test_an_imagined_cost_is_the_probability_of_a_cost_times_the_mean_positive_cost():
+    # With held actions a decision's cost sums its steps' (0..4 on navigation): the classifier gives P(cost > 0),
+    # and learn() sets the size of a cost to the mean positive cost in D_real.
+    logit = math.log(0.25 / 0.75)  # p = 0.25 everywhere
+    run = lambda size: dyna.imagine(
+        dyna.DynamicsModel(3, 2, 8, torch.Generator().manual_seed(0)),
+        classifier_of(3, bias=logit),
+        dyna.Actor(3, 2),
+        torch.zeros(5, 3),
+        2,
+        -torch.ones(2),
+        torch.ones(2),
+        (-1.0, 1.0),
+        (0.0, 4.0),
+        torch.Generator().manual_seed(1),
+        size,
+    )[3]
+    assert torch.allclose(run(1.0), torch.full((2, 5), 0.25)) and torch.allclose(run(2.5), torch.full((2, 5), 0.625))
+    args = dyna.Args(env_id="SafetyHalfCheetahVelocity-v1", num_steps=4, multi_step_k=2, model_steps=1)
+    model = dyna.Dyna(3, 2, np.full(2, -1.0), np.ones(2), args, "cpu")
+    assert model.cost_size == 1.0  # before any data
+    rms = dyna.RunningMeanStd(3)
+    rms.update(np.random.default_rng(0).standard_normal((16, 3)))
+    costs = [np.array([[0.0, 2.0], [1.0, 0.0], [0.0, 0.0], [3.0, 0.0]]), np.array([[0.0, 0.0], [4.0, 0.0]] * 2)]
+    for cost in costs:
+        rollout = dict(obs=np.zeros((4, 2, 3), np.float32), act=np.zeros((4, 2, 2)), rew=np.zeros((4, 2), np.float32))
+        rollout |= dict(cost=cost.astype(np.float32), next_obs=np.zeros((4, 2, 3), np.float32), done=np.zeros((4, 2)))
+        model.learn(rollout, rms, args, "cpu")
+    assert model.cost_size == pytest.approx((2 + 1 + 3 + 4 + 4) / 5)

@@ -287,7 +287,8 @@ SCRIPT_BAD_INPUT = {
     ],
     "dyna_cppo": [
         ({"horizon": 0}, ["--horizon", "positive"]),
-        ({"action_repeat": 4}, ["--action-repeat", "must be 1"]),
+        ({"action_repeat": 0}, ["--action-repeat"]),
+        ({"env_id": "SafetyPointCircle1-v0", "horizon": 130, "action_repeat": 4}, ["--horizon 130", "longer than"]),
         ({"multi_step_k": 0}, ["--multi-step-k", "positive"]),
         ({"env_id": "SafetyPointCircle1-v0", "horizon": 600}, ["--horizon 600", "longer than an episode"]),
         ({"model_rollouts": -1}, ["--model-rollouts"]),
@@ -437,9 +438,9 @@ SHARED_BY_ALL = (
 # The plumbing cvpo.py has its own of (no --num-steps; its actor squashes actions into the box): exactly these, and
 # check_args, which every script has its own of. The on-policy five share them, and more above their banner.
 CVPO_OWN = ("env_layout", "save_checkpoint", "load_checkpoint")
-# ppo_lagrangian.py and cppo.py hold each action for --action-repeat env steps, in training and in evaluation: their
-# own of these, the same in both (dyna_cppo.py acts at every env step).
-REPEATING, REPEAT_OWN = ("ppo_lagrangian", "cppo"), ("make_envs", "evaluate")
+# ppo_lagrangian.py, cppo.py and dyna_cppo.py hold each action for --action-repeat env steps, in training and in
+# evaluation: their own of these, the same in all three.
+REPEATING, REPEAT_OWN = ("ppo_lagrangian", "cppo", "dyna_cppo"), ("make_envs", "evaluate")
 OWN = {("cvpo", name) for name in CVPO_OWN} | {(script, name) for script in REPEATING for name in REPEAT_OWN}
 SHARED_ON_POLICY = (
     *CVPO_OWN,
