@@ -365,7 +365,7 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
     monkeypatch.chdir(tmp_path)
     cost = dict(
         env_id="SafetyPointGoal1-v0",
-        num_steps=500,
+        num_steps=125,  # 6 rollouts of 2 x 125 decisions of 4 steps
         total_timesteps=6000,
         cost_limit=2.0,
         cost_window=2,
