@@ -133,10 +133,9 @@ class Args:
     model_start_iter: int = 5
     """iterations of real data (and model training) before imagination starts"""
     imagination_min_skill: float = 0.0
-    """imagine only while the model beats its baselines by more than this, in both its state skill (model/skill:
-    against the better of a zero-change and a mean-delta predictor) and its reward skill (model/reward_skill:
-    against the mean reward), measured on the latest rollout's windows before it trains on them; otherwise the
-    iteration is CPPO's. -inf imagines whatever the model's skill, as Algorithm 1 does"""
+    """imagine only while the model's lowest skill (state, reward, and cost where the rollout has one; each against
+    its no-model baseline, on the latest rollout before training on it) exceeds this; otherwise the iteration is
+    CPPO's. -inf imagines whatever the model's skill, as Algorithm 1 does"""
     imagined_kl_frac: float = 0.5
     """the imagined update's trust region as a fraction of --max-kl (the real update may have spent all of it);
     1 is Algorithm 1"""
@@ -731,10 +730,9 @@ def stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw: lis
 
 
 class Dyna:
-    """The model side of Algorithm 1, kept across iterations: F and its cost classifier C, their optimizer, the
-    generator of their minibatches and of the imagined starts, D_real (whole rollouts, episode ends kept), the
-    action box, the range of the real rewards and costs so far (imagined ones are clipped to it), and the mean
-    positive cost."""
+    """The model side of Algorithm 1, kept across iterations: F and its cost classifier C, their optimizer and
+    generator (minibatches, imagined starts), D_real (whole rollouts), the action box, the real rewards' and costs'
+    range so far (imagined ones are clipped to it) and the mean positive cost."""
 
     def __init__(self, obs_dim: int, act_dim: int, low, high, args: "Args", device):
         self.generator = torch.Generator().manual_seed(args.seed + 1)
@@ -769,10 +767,9 @@ class Dyna:
         return stats
 
     def imagination(self, update: int, states, agent: tuple, cost_weight: float, args) -> dict:
-        """Step 4, gated by imagination_on on self.skill (measured by learn on this rollout before training on
-        it; NaN, never on, until D_real had data): --model-rollouts starts drawn from `states`, then
-        imagined_update from them with agent = (actor, critic, cost_critic, optimizer, critic_optimizer). Returns
-        imagined/on, the imagined/* keys when on, and time_imagination (0 while imagination is off)."""
+        """Step 4, gated by imagination_on on self.skill (NaN, never on, until D_real had data): --model-rollouts
+        starts drawn from `states`, then imagined_update from them, agent = (actor, critic, cost_critic, optimizer,
+        critic_optimizer). Returns imagined/on, the imagined/* keys when on, and time_imagination."""
         start = time.time()
         stats = {"imagined/on": float(imagination_on(self.skill, update, args))}
         if stats["imagined/on"]:
@@ -784,23 +781,11 @@ class Dyna:
 
 def imagined_update(dyna: "Dyna", agent: tuple, start_obs, cost_weight: float, args: "Args") -> dict:
     """Imagination: H model steps of the current policy from `start_obs` (all at once), then the CPPO update on
-    them, agent = (actor, critic, cost_critic, optimizer, critic_optimizer), with a trust region of
-    --imagined-kl-frac * delta, no step scaling, and the critics trained only with --imagined-critics. The weight on
-    cost (lambda) is the real update's. Actions are clipped to the action box, and imagined rewards
-    and costs to the range of the real ones."""
+    them with a trust region of --imagined-kl-frac * delta, no step scaling, the critics trained only with
+    --imagined-critics, and the real update's weight on cost (lambda)."""
     actor, critic, cost_critic = agent[:3]
-    ranges = (dyna.reward_range, dyna.cost_range)
-    img_obs, img_act, img_rew, img_cost = imagine(
-        dyna.model,
-        dyna.classifier,
-        actor,
-        start_obs,
-        args.horizon,
-        *dyna.bounds,
-        *ranges,
-        dyna.generator,
-        dyna.cost_size,
-    )
+    rest = (*dyna.bounds, dyna.reward_range, dyna.cost_range, dyna.generator, dyna.cost_size)
+    img_obs, img_act, img_rew, img_cost = imagine(dyna.model, dyna.classifier, actor, start_obs, args.horizon, *rest)
     no_end = torch.zeros_like(img_rew)  # rows end at H: GAE bootstraps V(s_H) there, per column
     no_final = torch.zeros((2,) + img_rew.shape, device=img_rew.device)
     batch = advantages_batch(actor, critic, cost_critic, img_obs, img_act, img_rew, img_cost, no_end, no_final, args)
