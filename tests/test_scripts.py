@@ -93,6 +93,7 @@ SMOKE_SIZES = {
     "cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},
     "ppo_lagrangian": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},  # 4 env steps per decision
     "cppo": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},
+    "dyna_cppo": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},
 }
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
 SMOKE = ["--save-model"]
