@@ -89,11 +89,12 @@ SCRIPTS = {  # script: (its own progress.csv keys, envs of the smoke run)
 EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64, "imagination_min_skill": -1e9}}
 # CVPO is off-policy: no rollouts; small networks, and updates from step 500 (one progress row per 1000 steps).
 OFF_POLICY = {"learning_starts": 500, "batch_size": 32, "num_sampled_actions": 4, "hidden": 32, "update_every": 8}
+HELD = {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000}  # 4 env steps per decision on navigation tasks
 SMOKE_SIZES = {
     "cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},
-    "ppo_lagrangian": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},  # 4 env steps per decision
-    "cppo": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},
-    "dyna_cppo": {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000},
+    "ppo_lagrangian": HELD,
+    "cppo": HELD,
+    "dyna_cppo": HELD,
 }
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
 SMOKE = ["--save-model"]
