@@ -6,12 +6,14 @@ Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
       max v_bar . A  s.t.  v_bar . A_c <= b,  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0.
   The solution lies in the plane of A_c and A (an angle theta); entries below v = MIN_TARGET_RATIO are clipped
   and the rest re-solved.
-- M-step: epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored surrogate (stopping early
-  once mean KL(pi_old || pi_theta) > delta).
+- M-step (`--m-step regress`): epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored
+  surrogate (stopping early once mean KL(pi_old || pi_theta) > delta).
 Departures from the paper, each measured in docs/cppo.md:
+- --m-step clip: PPO's clipped surrogate with v - 1 (normalised per minibatch) as the advantage, all epochs; with
+  it --gae-lambda 0.95 and the critics' Adam at 3e-4 annealed (PPO-Lagrangian's; the paper's lambda: 0.97).
 - --pid-*: the budget b puts the constraint's boundary at the angle of A/|A| - lambda A_c/|A_c|, lambda >= 0 a
   PID on J_c aimed at 0.8 d (the paper: b = N (d - J_c) / L, and a bang-bang switch to recovery steps).
-- --max-step-scale 10: the fitted step is scaled until the mean KL reaches delta (Eq. 9's constraint made active).
+- --max-step-scale 10: the fitted step is scaled until the mean KL is delta (Eq. 9's constraint made active).
 - --cost-window 32: J_c is the mean cost of the last 32 finished episodes, as many as the paper's batches hold.
 - --action-repeat 4 on navigation tasks: each action is held for 4 env steps (rewards and costs summed, discounts
   per decision gamma^4); 1 (every step) on velocity tasks.
@@ -92,22 +94,24 @@ class Args:
     """decisions per environment per rollout (None: 8000 // (num_envs * action_repeat), 8 episodes of 1000 steps)"""
     learning_rate: float = 3e-4
     """the Adam learning rate of the policy (M-step)"""
-    critic_learning_rate: float = 1e-3
+    critic_learning_rate: float = 3e-4
     """the Adam learning rate of the reward and cost critics"""
     anneal_lr: bool = True
-    """if toggled, decay the policy learning rate linearly to 0 over training"""
+    """if toggled, decay the policy's and the critics' learning rates linearly to 0 over training"""
     gamma: float = 0.99
     """the discount factor"""
-    gae_lambda: float = 0.97
-    """the GAE lambda (the CPPO paper's 0.97)"""
+    gae_lambda: float = 0.95
+    """the GAE lambda (PPO-Lagrangian's; the CPPO paper's is 0.97)"""
     cost_gamma: float = 0.99
     """the discount factor of the cost critic"""
     cost_gae_lambda: float = 0.95
     """the GAE lambda of the cost advantages"""
     max_kl: float = 0.02
-    """delta, the trust region in mean KL(pi_old || pi_new): the E-step's radius R, the M-step's stop and step"""
-    ratio_floor: float = 0.6
-    """rho_min: the M-step stops pushing a ratio down once it is below this"""
+    """delta, the trust region in mean KL(pi_old || pi_new): the E-step's radius R, the M-step's step (and stop)"""
+    m_step: Literal["clip", "regress"] = "clip"
+    """clip: PPO's clipped surrogate on v - 1; regress: the paper's regression of pi_theta / pi_old toward v"""
+    clip_coef: float = 0.2
+    """the surrogate clipping coefficient of --m-step clip"""
     max_step_scale: float = 10.0
     """the fitted parameter step is scaled (up to this factor) until the mean KL reaches delta; 0: not scaled"""
     cost_window: int = 32
@@ -203,6 +207,7 @@ def compute_gae(rewards, values, next_values, dones, gamma: float, lam: float):
 
 
 MIN_TARGET_RATIO = 0.01  # the E-step keeps v >= this: the paper's v_bar > -1, held a little inside
+RATIO_FLOOR = 0.6  # rho_min of --m-step regress (the paper's): a ratio below it is not pushed further down
 
 
 def plane_solution(adv, cost_adv, radius: float, budget: float):
@@ -267,10 +272,9 @@ def solve_target_ratio(adv, cost_adv, cost_weight: float, delta: float):
     b = kappa R ||A_c|| puts the constraint's boundary at the angle of A/|A| - lambda A_c/|A_c| (lambda =
     cost_weight): kappa = (c - lambda) / sqrt((c - lambda)^2 + 1 - c^2), c = cos(theta_A). lambda = 0 gives the
     reward step, lambda -> inf the step along -A_c."""
-    n = adv.shape[0]
     adv, cost_adv = adv.detach().cpu().double(), cost_adv.detach().cpu().double()  # solved on the CPU
     adv, cost_adv = adv - adv.mean(), cost_adv - cost_adv.mean()
-    radius = math.sqrt(n * delta / (2 * math.log(2) - 1))
+    radius = math.sqrt(adv.shape[0] * delta / (2 * math.log(2) - 1))
     cost_norm = cost_adv.norm().item()
     c = (adv @ cost_adv).item() / max(adv.norm().item() * cost_norm, 1e-12)
     kappa = (c - cost_weight) / math.sqrt((c - cost_weight) ** 2 + max(0.0, 1 - c * c) + 1e-12)
@@ -284,15 +288,19 @@ def solve_target_ratio(adv, cost_adv, cost_weight: float, delta: float):
         low_cost = (v_low @ cost_adv).item()
         t = min(1.0, (cost - budget) / (cost - low_cost)) if cost > low_cost else 0.0
         v_bar = (1 - t) * v_bar + t * v_low
-    info = {"theta": theta, "kappa": kappa, "clipped_fraction": clipped}
-    return 1.0 + v_bar, info
+    return 1.0 + v_bar, {"theta": theta, "kappa": kappa, "clipped_fraction": clipped}
 
 
-def m_step_loss(ratio, target, ratio_floor: float):
-    """CPPO's M-step surrogate: -E[min(w r, w max(r, rho_min))] with w = stop_grad(v - r). Its gradient is that of
-    E[(v - r)^2] / 2, so r moves toward v, except that a ratio already below rho_min is not pushed further down."""
-    w = (target - ratio).detach()
-    return -torch.min(w * ratio, w * ratio.clamp(min=ratio_floor)).mean()
+def m_step_loss(ratio, v, args: "Args"):
+    """The M-step's loss. clip: PPO's clipped surrogate with v - 1, normalised over the minibatch, as the advantage.
+    regress: -E[min(w r, w max(r, RATIO_FLOOR))] with w = stop_grad(v - r), whose gradient is that of E[(v - r)^2] / 2:
+    r moves toward v, except that a ratio already below the floor is not pushed further down."""
+    if args.m_step == "clip":
+        a = v - 1.0
+        a = (a - a.mean()) / (a.std() + 1e-8)
+        return -torch.min(ratio * a, ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef) * a).mean()
+    w = (v - ratio).detach()
+    return -torch.min(w * ratio, w * ratio.clamp(min=RATIO_FLOOR)).mean()
 
 
 def gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
@@ -364,7 +372,7 @@ def cppo_update(
     v, e_info = solve_target_ratio(batch["adv"], cost_adv, cost_weight, args.max_kl)
     v = v.float().to(obs.device)
 
-    # M-step: fit pi_theta / pi_old to v, stop the policy once mean KL > delta; the critics go on.
+    # M-step: clip for all epochs, or regress until mean KL > delta; the step is then scaled to delta.
     old_log_std = actor.log_std.detach().clone()
     old_params = [p.detach().clone() for p in actor.parameters()]
     critic_params = list(critic.parameters()) + list(cost_critic.parameters())
@@ -373,8 +381,7 @@ def cppo_update(
     for epoch in range(args.update_epochs):
         for idx in torch.randperm(len(obs), device=obs.device).split(max(1, len(obs) // args.num_minibatches)):
             if fitting:
-                ratio = (actor.log_prob(obs[idx], act[idx]) - logp[idx]).exp()
-                policy_loss = m_step_loss(ratio, v[idx], args.ratio_floor)
+                policy_loss = m_step_loss((actor.log_prob(obs[idx], act[idx]) - logp[idx]).exp(), v[idx], args)
                 optimizer.zero_grad()
                 policy_loss.backward()
                 nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm, foreach=True)
@@ -392,7 +399,7 @@ def cppo_update(
             policy_epochs += 1
             with torch.no_grad():
                 kl = gaussian_kl(old_mean, old_log_std, actor.mean(obs), actor.log_std).mean().item()
-            fitting = kl <= args.max_kl
+            fitting = kl <= args.max_kl or args.m_step == "clip"
     fit_kl, scale = kl, 1.0
     if scale_step and args.max_step_scale > 0:  # the KL constraint made active: scale the step to reach delta
         scale, kl = scale_step_to_kl(actor, old_params, obs, old_mean, old_log_std, args.max_kl, args.max_step_scale)
@@ -532,6 +539,7 @@ def main(args: Args) -> dict:
     for update in range(1, num_updates + 1):
         lr = args.learning_rate * (1.0 - (update - 1.0) / num_updates) if args.anneal_lr else args.learning_rate
         optimizer.param_groups[0]["lr"] = lr
+        critic_optimizer.param_groups[0]["lr"] = args.critic_learning_rate * lr / args.learning_rate
         finished = []  # the Episodes that end in this rollout
         final_obs = []  # (t, env, normalised final observation) of the episodes truncated by the time limit
 
@@ -629,13 +637,11 @@ def check_args(args: Args) -> None:
     for name in (*positive, "action_repeat"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for name in ("learning_rate", "critic_learning_rate", "max_kl"):
+    for name in ("learning_rate", "critic_learning_rate", "max_kl", "clip_coef"):
         if not getattr(args, name) > 0 or not np.isfinite(getattr(args, name)):
             raise SystemExit(f"error: --{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
     if not args.cost_limit >= 0:
         raise SystemExit(f"error: --cost-limit must be >= 0, got {args.cost_limit}")
-    if not 0 <= args.ratio_floor <= 1:
-        raise SystemExit(f"error: --ratio-floor must be in [0, 1], got {args.ratio_floor}")
     if not 0 < args.pid_setpoint <= 1:
         raise SystemExit(f"error: --pid-setpoint must be in (0, 1] (a fraction of the limit), got {args.pid_setpoint}")
     if not (args.max_step_scale == 0 or 1 <= args.max_step_scale < math.inf):

@@ -92,8 +92,9 @@ def write_json(path, data) -> None:
 
 
 def top_level_source(path: str, name: str) -> str:
-    """The text of the top-level `def name` or `class name` in a script, up to the next top-level statement."""
+    """The text of the top-level `def name` or `class name` in a script (its whole body, also after a signature
+    split over lines), up to the next top-level statement."""
     text = read_text(path)
-    match = re.search(rf"^(def|class) {name}\b.*?(?=^\S)", text, flags=re.S | re.M)
+    match = re.search(rf"^(def|class) {name}\b.*?(?=^[^\s)])", text, flags=re.S | re.M)  # past a signature's ")"
     assert match, name
     return match.group(0)

@@ -1,5 +1,6 @@
 """cppo.py kernels: the E-step's constraints and optimality on hand-made and random inputs, its cost boundary at the
-angle of A/|A| - lambda A_c/|A_c|, the cost window, lambda's PID, the M-step and its scaling to the trust region."""
+angle of A/|A| - lambda A_c/|A_c|, the cost window, lambda's PID, the M-step (PPO's clipped surrogate on v - 1, or
+the paper's regression) and its scaling to the trust region."""
 
 import math
 
@@ -200,7 +201,7 @@ def test_m_step_moves_the_ratio_toward_the_target():
     before = fit_error()
     for _ in range(50):
         ratio = (actor.log_prob(obs, actions) - old_logp).exp()
-        loss = cppo.m_step_loss(ratio, v, 0.6)
+        loss = cppo.m_step_loss(ratio, v, cppo.Args(m_step="regress"))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -208,11 +209,25 @@ def test_m_step_moves_the_ratio_toward_the_target():
 
 
 def test_m_step_loss_floor_stops_pushing_ratios_down():
+    assert cppo.RATIO_FLOOR == 0.6
     ratio = torch.tensor([0.5, 0.5, 1.2, 0.9], requires_grad=True)
     target = torch.tensor([0.3, 0.8, 1.0, 1.1])
-    cppo.m_step_loss(ratio, target, ratio_floor=0.6).backward()
+    cppo.m_step_loss(ratio, target, cppo.Args(m_step="regress")).backward()
     g = ratio.grad * len(ratio)  # d loss / d r_i = -w_i, unless r_i < floor and w_i < 0
     torch.testing.assert_close(g, torch.tensor([0.0, -0.3, 0.2, -0.2]))
+
+
+def test_clip_m_step_is_ppos_surrogate_on_the_normalised_target():
+    # v - 1 = (0.5, -0.5, 0.5, -0.5, -0.5, 0.5): mean 0, std sqrt(0.3), so the advantage is +-sqrt(5/6) = +-0.9129.
+    v = torch.tensor([1.5, 0.5, 1.5, 0.5, 0.5, 1.5])
+    ratio = torch.tensor([1.0, 1.0, 1.3, 0.7, 1.3, 0.7], requires_grad=True)
+    loss = cppo.m_step_loss(ratio, v, cppo.Args(m_step="clip", clip_coef=0.2))
+    a = math.sqrt(5 / 6)
+    # per sample min(r a, clip(r) a): a, -a, 1.2 a (clipped), -0.8 a (clipped), -1.3 a, 0.7 a
+    assert loss.item() == pytest.approx(-(1 - 1 + 1.2 - 0.8 - 1.3 + 0.7) * a / 6, rel=1e-6)
+    loss.backward()
+    # the clipped samples give no gradient: a ratio is not pushed past 1 +- clip in its advantage's direction
+    torch.testing.assert_close(ratio.grad * 6, torch.tensor([-a, a, 0.0, 0.0, a, -a]))
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -303,7 +318,8 @@ def updater(actor, obs_dim=6):
 @pytest.mark.parametrize("max_step_scale", [0.0, 10.0])
 def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
     actor, batch = synthetic_batch()
-    stats = updater(actor)(batch, 0.0, cppo.Args(max_step_scale=max_step_scale, num_minibatches=8))
+    args = cppo.Args(m_step="regress", max_step_scale=max_step_scale, num_minibatches=8)
+    stats = updater(actor)(batch, 0.0, args)
     with torch.no_grad():
         kl = (
             cppo.gaussian_kl(batch["old_mean"], torch.full((2,), -0.5), actor.mean(batch["obs"]), actor.log_std)
@@ -316,6 +332,24 @@ def test_kl_scaled_m_step_reaches_the_kl_budget(max_step_scale):
         assert stats["cppo/step_scale"] == 1.0 and kl == pytest.approx(stats["cppo/fit_kl"])
     else:
         assert 0.5 * DELTA <= kl <= DELTA and stats["cppo/step_scale"] > 1
+
+
+@pytest.mark.parametrize("learning_rate", [3e-5, 3e-2])
+def test_clip_m_step_runs_every_epoch_and_is_scaled_to_the_kl_budget(learning_rate):
+    # A small learning rate fits far inside the trust region (scaled up), a large one past it (scaled down): either
+    # way every epoch runs (no KL stop) and the step ends within [0.5 delta, delta].
+    actor, batch = synthetic_batch()
+    args = cppo.Args(m_step="clip", num_minibatches=8)
+    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=learning_rate, eps=1e-5)
+    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
+    stats = cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, 0.0, args)
+    assert stats["cppo/m_step_epochs"] == args.update_epochs
+    assert 0.5 * DELTA <= stats["kl"] <= DELTA
+    if learning_rate < 1e-4:
+        assert stats["cppo/fit_kl"] < 0.5 * DELTA and stats["cppo/step_scale"] > 1
+    else:
+        assert stats["cppo/fit_kl"] > DELTA and stats["cppo/step_scale"] < 1
 
 
 def test_scale_step_to_kl_shrinks_a_step_that_overshoots():

@@ -451,12 +451,12 @@ def test_the_gate_imagines_only_while_the_model_beats_the_baselines():
 def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypatch):
     """With the gate open (a threshold every model passes), imagination runs from the first update with a trust
     region of --imagined-kl-frac * delta and, with --no-imagined-critics, without training the critics; its KL
-    stays within that region (the regression stops once past it: one minibatch epoch's overshoot)."""
+    stays within that region (its M-step is the paper's regression, which stops once past it: one epoch's overshoot)."""
     monkeypatch.chdir(tmp_path)
     calls, update = [], dyna.cppo_update  # what main() hands the update: real (step scaled) or imagined
 
     def recording_update(*a, **kw):
-        calls.append((kw.get("scale_step", True), a[7].max_kl, kw.get("train_critics", True)))
+        calls.append((kw.get("scale_step", True), a[7].max_kl, kw.get("train_critics", True), a[7].m_step))
         return update(*a, **kw)
 
     monkeypatch.setattr(dyna, "cppo_update", recording_update)
@@ -472,8 +472,8 @@ def test_imagined_updates_run_and_stay_in_their_trust_region(tmp_path, monkeypat
     on = [r for r in rows if float(r["imagined/on"]) == 1.0]
     assert len(on) == len(rows) - 1  # all but the first: no skill is measured before the model has trained
     delta = dyna.Args().max_kl
-    assert [c for c in calls if c[0]] == [(True, delta, True)] * len(rows)  # real updates: the whole of delta
-    assert [c for c in calls if not c[0]] == [(False, 0.25 * delta, False)] * len(on)  # imagined: F * delta
+    assert [c for c in calls if c[0]] == [(True, delta, True, "clip")] * len(rows)  # real updates: the whole of delta
+    assert [c for c in calls if not c[0]] == [(False, 0.25 * delta, False, "regress")] * len(on)  # imagined: F delta
     assert all(float(r["imagined/kl"]) <= 2 * 0.25 * delta for r in on)
 
 

@@ -280,7 +280,7 @@ SCRIPT_BAD_INPUT = {
     ],
     "cppo": [
         ({"max_kl": -0.1}, ["--max-kl"]),
-        ({"ratio_floor": 1.5}, ["--ratio-floor"]),
+        ({"clip_coef": 0.0}, ["--clip-coef"]),
         ({"max_step_scale": -1.0}, ["--max-step-scale"]),
         ({"cost_window": 0}, ["--cost-window"]),
         ({"pid_setpoint": 0.0}, ["--pid-setpoint"]),
