@@ -440,10 +440,14 @@ SHARED_BY_ALL = (
 # The plumbing cvpo.py has its own of (no --num-steps; its actor squashes actions into the box): exactly these, and
 # check_args, which every script has its own of. The on-policy five share them, and more above their banner.
 CVPO_OWN = ("env_layout", "save_checkpoint", "load_checkpoint")
+# cvpo.py's policy_action is its own too (its actor returns the mean and std), though the banners do not name it.
+CVPO_OWN_UNNAMED = ("policy_action",)
 # ppo_lagrangian.py, cppo.py and dyna_cppo.py hold each action for --action-repeat env steps, in training and in
 # evaluation: their own of these, the same in all three.
 REPEATING, REPEAT_OWN = ("ppo_lagrangian", "cppo", "dyna_cppo"), ("make_envs", "evaluate")
-OWN = {("cvpo", name) for name in CVPO_OWN} | {(script, name) for script in REPEATING for name in REPEAT_OWN}
+OWN = {("cvpo", name) for name in (*CVPO_OWN, *CVPO_OWN_UNNAMED)} | {
+    (script, name) for script in REPEATING for name in REPEAT_OWN
+}
 SHARED_ON_POLICY = (
     *CVPO_OWN,
     "layer_init",
