@@ -305,10 +305,10 @@ def synthetic_batch(n=2000, obs_dim=6, act_dim=2, seed=0):
     return actor, batch
 
 
-def updater(actor, obs_dim=6):
+def updater(actor, obs_dim=6, lr=3e-4):
     """cppo_update of `actor` with fresh critics and optimizers kept across calls: update(batch, lambda, args, **kw)."""
     critic, cost_critic = cppo.Critic(obs_dim), cppo.Critic(obs_dim)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=3e-4, eps=1e-5)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=lr, eps=1e-5)
     critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
     return lambda batch, weight, args, **kw: cppo.cppo_update(
         actor, critic, cost_critic, optimizer, critic_optimizer, batch, weight, args, **kw
@@ -340,10 +340,7 @@ def test_clip_m_step_runs_every_epoch_and_is_scaled_to_the_kl_budget(learning_ra
     # way every epoch runs (no KL stop) and the step ends within [0.5 delta, delta].
     actor, batch = synthetic_batch()
     args = cppo.Args(m_step="clip", num_minibatches=8)
-    critic, cost_critic = cppo.Critic(6), cppo.Critic(6)
-    optimizer = torch.optim.Adam(actor.parameters(), lr=learning_rate, eps=1e-5)
-    critic_optimizer = torch.optim.Adam(list(critic.parameters()) + list(cost_critic.parameters()), lr=1e-3)
-    stats = cppo.cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, 0.0, args)
+    stats = updater(actor, lr=learning_rate)(batch, 0.0, args)
     assert stats["cppo/m_step_epochs"] == args.update_epochs
     assert 0.5 * DELTA <= stats["kl"] <= DELTA
     if learning_rate < 1e-4:
