@@ -13,7 +13,8 @@ Departures from the paper, each measured in docs/cppo.md:
   it --gae-lambda 0.95 and the critics' Adam at 3e-4 annealed (PPO-Lagrangian's; the paper's lambda: 0.97).
 - --pid-*: the budget b puts the constraint's boundary at the angle of A/|A| - lambda A_c/|A_c|, lambda >= 0 a
   PID on J_c aimed at 0.8 d (the paper: b = N (d - J_c) / L, and a bang-bang switch to recovery steps).
-- --max-step-scale 10: the fitted step is scaled until the mean KL is delta (Eq. 9's constraint made active).
+- --max-step-scale 10 on velocity tasks: the fitted step is scaled until the mean KL is delta (Eq. 9's constraint
+  made active); 0 on navigation tasks: the clipped fit's own step, which shrinks as the learning rate anneals.
 - --cost-window 32: J_c is the mean cost of the last 32 finished episodes, as many as the paper's batches hold.
 - --action-repeat 4 on navigation tasks: each action is held for 4 env steps (rewards and costs summed, discounts
   per decision gamma^4); 1 (every step) on velocity tasks.
@@ -112,8 +113,9 @@ class Args:
     """clip: PPO's clipped surrogate on v - 1; regress: the paper's regression of pi_theta / pi_old toward v"""
     clip_coef: float = 0.2
     """the surrogate clipping coefficient of --m-step clip"""
-    max_step_scale: float = 10.0
-    """the fitted parameter step is scaled (up to this factor) until the mean KL reaches delta; 0: not scaled"""
+    max_step_scale: Optional[float] = None
+    """the fitted parameter step is scaled (up to this factor) until the mean KL reaches delta; 0: not scaled
+    (None: 0 on navigation tasks, 10 on velocity tasks)"""
     cost_window: int = 32
     """J_c, which lambda follows: the mean cost of the last `cost_window` finished episodes"""
     pid_kp: float = 0.1
@@ -498,8 +500,15 @@ def repeat_layout(args: Args) -> Args:
     return dataclasses.replace(args, action_repeat=k)
 
 
+def step_scale_layout(args: Args) -> Args:
+    """Fill --max-step-scale left at None: 0 on navigation tasks (the clipped fit's step), 10 on velocity tasks."""
+    if args.max_step_scale is not None:
+        return args
+    return dataclasses.replace(args, max_step_scale=10.0 if "Velocity" in args.env_id else 0.0)
+
+
 def main(args: Args) -> dict:
-    args = env_layout(repeat_layout(args))
+    args = step_scale_layout(env_layout(repeat_layout(args)))
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)

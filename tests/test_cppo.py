@@ -339,7 +339,7 @@ def test_clip_m_step_runs_every_epoch_and_is_scaled_to_the_kl_budget(learning_ra
     # A small learning rate fits far inside the trust region (scaled up), a large one past it (scaled down): either
     # way every epoch runs (no KL stop) and the step ends within [0.5 delta, delta].
     actor, batch = synthetic_batch()
-    args = cppo.Args(m_step="clip", num_minibatches=8)
+    args = cppo.Args(m_step="clip", num_minibatches=8, max_step_scale=10.0)
     stats = updater(actor, lr=learning_rate)(batch, 0.0, args)
     assert stats["cppo/m_step_epochs"] == args.update_epochs
     assert 0.5 * DELTA <= stats["kl"] <= DELTA
@@ -347,6 +347,14 @@ def test_clip_m_step_runs_every_epoch_and_is_scaled_to_the_kl_budget(learning_ra
         assert stats["cppo/fit_kl"] < 0.5 * DELTA and stats["cppo/step_scale"] > 1
     else:
         assert stats["cppo/fit_kl"] > DELTA and stats["cppo/step_scale"] < 1
+
+
+def test_step_scale_defaults_follow_the_task():
+    # Navigation tasks take the clipped fit's own step, velocity tasks scale it to delta; a given value stays.
+    layout = lambda **kw: cppo.step_scale_layout(cppo.Args(**kw)).max_step_scale
+    assert layout(env_id="SafetyPointGoal1-v0") == 0.0 and layout(env_id="SafetyPointCircle1-v0") == 0.0
+    assert layout(env_id="SafetyHalfCheetahVelocity-v1") == 10.0
+    assert layout(env_id="SafetyPointGoal1-v0", max_step_scale=3.0) == 3.0
 
 
 def test_scale_step_to_kl_shrinks_a_step_that_overshoots():
