@@ -369,6 +369,7 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
         total_timesteps=6000,
         cost_limit=2.0,
         cost_window=2,
+        max_step_scale=10.0,  # dyna_cppo.py's on every task; cppo.py's default on navigation tasks is 0
     )
     cppo = load_script("cppo")
     cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)  # both hold each action for 4 env steps
