@@ -9,8 +9,10 @@ restated here: CPPO (Xuan et al. 2023, arXiv:2305.14216) with Dyna (Sutton 1991)
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
    trajectory, and lambda from real episodes only.
-The CPPO update (cppo_update) is cppo.py's line for line, with its departures; --model-rollouts 0 is exactly
-cppo.py (the model has its own random generator). Departures from Algorithm 1 (measured in docs/dyna_cppo.md):
+The CPPO update (cppo_update) is cppo.py's line for line, with its departures, but the real step is scaled to
+delta on every task (--max-step-scale 10; cppo.py's default is 0 on navigation tasks); --model-rollouts 0 is
+exactly cppo.py --max-step-scale 10 (the model has its own random generator). Departures from Algorithm 1
+(measured in docs/dyna_cppo.md):
 - the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles;
 - the cost model is a classifier C(s, a) -> P(cost > 0), max-pooled per sensor, on real and model states;
 - --model-steps 40: a fixed number of model minibatches per iteration, not epochs over the growing D_real;
