@@ -407,7 +407,7 @@ def test_cppo_update_is_cppos_line_for_line():
     ):
         assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
     # --max-step-scale: cppo.py leaves it to the task (None: 0 on navigation tasks), dyna_cppo.py scales on every
-    # task (10), as its measured cells ran (docs/cppo.md, "The step scale on navigation tasks").
+    # task (10), as its measured cells ran (docs/cppo.md, "The matrix on 3ec6482").
     own = {"exp_name", "max_step_scale"}
     cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name not in own}
     assert (cppo.Args.max_step_scale, dyna.Args.max_step_scale) == (None, 10.0)
