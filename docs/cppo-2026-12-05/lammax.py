@@ -1,5 +1,5 @@
+# lammax.py PROGRESS.csv...: per run, the largest 1e5-step block mean of the multiplier and of its integral, the largest block cost after the first, and the last-10% return
 import csv, sys
-# the largest 1e5-step block mean of the multiplier and of its integral, the largest block cost after the first, and the last-10% return
 for f in sys.argv[1:]:
     rows = list(csv.DictReader(open(f)))
     b = {}
