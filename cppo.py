@@ -4,10 +4,8 @@ Xuan et al. 2023, "Constrained Proximal Policy Optimization", arXiv:2305.14216. 
 Per rollout of N samples, with centred GAE advantages A (reward) and A_c (cost):
 - E-step: the ideal probability ratio v = 1 + v_bar of each sample solves
       max v_bar . A  s.t.  v_bar . A_c <= b,  ||v_bar||^2 <= R^2 = N delta / (2 ln 2 - 1),  sum v_bar = 0,  v > 0.
-  The solution lies in the plane of A_c and A (an angle theta); entries below v = MIN_TARGET_RATIO are clipped
-  and the rest re-solved.
-- M-step (`--m-step regress`): epochs of minibatches fit pi_theta / pi_old to v with a weighted, floored
-  surrogate (stopping early once mean KL(pi_old || pi_theta) > delta).
+  The solution lies in the plane of A_c and A; entries below v = MIN_TARGET_RATIO are clipped, the rest re-solved.
+- M-step (`--m-step regress`): minibatch epochs fit pi_theta / pi_old to v (a floored surrogate; stop at KL > delta).
 Departures from the paper, each measured in docs/cppo.md:
 - --m-step clip: PPO's clipped surrogate with v - 1 (normalised per minibatch) as the advantage, all epochs; with
   it --gae-lambda 0.95 and the critics' Adam at 3e-4 annealed (PPO-Lagrangian's; the paper's lambda: 0.97).
@@ -16,8 +14,8 @@ Departures from the paper, each measured in docs/cppo.md:
 - --max-step-scale 10 on velocity tasks: the fitted step is scaled until the mean KL is delta (Eq. 9's constraint
   made active); 0 on navigation tasks: the clipped fit's own step, which shrinks as the learning rate anneals.
 - --cost-window 32: J_c is the mean cost of the last 32 finished episodes, as many as the paper's batches hold.
-- --action-repeat 4 on navigation tasks: each action is held for 4 env steps (rewards and costs summed, discounts
-  per decision gamma^4); 1 (every step) on velocity tasks.
+- --action-repeat 8 and --num-minibatches 16 on navigation tasks: each action is held for 8 env steps (rewards and
+  costs summed, discounts per decision gamma^8), minibatches of ~62 decisions; 1 and 32 on velocity tasks.
 
 Usage: python cppo.py --env-id SafetyPointGoal1-v0 --cost-limit 25 --save-model
        python cppo.py --eval-checkpoint runs/<run>/cppo.pt   # evaluate a saved policy, both modes
@@ -126,15 +124,15 @@ class Args:
     """derivative gain of lambda"""
     pid_setpoint: float = 0.8
     """the PID steers J_c to this fraction of d (a learning policy's cost drifts up: aimed at d, it settles above)"""
-    num_minibatches: int = 32
-    """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
+    num_minibatches: Optional[int] = None
+    """minibatches per epoch (None: 16 on navigation tasks, 32 on velocity tasks; ~62 and 250 decisions each)"""
     update_epochs: int = 10
     """the number of passes over each rollout"""
     max_grad_norm: float = 0.5
     """the maximum norm of the gradient"""
     action_repeat: Optional[int] = None
     """each action is held for this many env steps, rewards and costs summed; the discounts and GAE lambdas above
-    are per env step (None: 4 on navigation tasks, 1 on velocity tasks)"""
+    are per env step (None: 8 on navigation tasks, 1 on velocity tasks)"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -500,15 +498,15 @@ def repeat_layout(args: Args) -> Args:
     return dataclasses.replace(args, action_repeat=k)
 
 
-def step_scale_layout(args: Args) -> Args:
-    """Fill --max-step-scale left at None: 0 on navigation tasks (the clipped fit's step), 10 on velocity tasks."""
-    if args.max_step_scale is not None:
-        return args
-    return dataclasses.replace(args, max_step_scale=10.0 if "Velocity" in args.env_id else 0.0)
+def task_layout(args: Args) -> Args:
+    """Fill what is left at None by task, (navigation, velocity); repeat_layout then fills --num-steps."""
+    fill = dict(max_step_scale=(0.0, 10.0), action_repeat=(8, 1), num_minibatches=(16, 32))
+    task = int("Velocity" in args.env_id)
+    return dataclasses.replace(args, **{k: v[task] for k, v in fill.items() if getattr(args, k) is None})
 
 
 def main(args: Args) -> dict:
-    args = step_scale_layout(env_layout(repeat_layout(args)))
+    args = env_layout(repeat_layout(task_layout(args)))
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -521,16 +519,14 @@ def main(args: Args) -> dict:
     discounts = ("gamma", "gae_lambda", "cost_gamma", "cost_gae_lambda")  # per decision: over k env steps
     per_decision = dataclasses.replace(args, **{name: getattr(args, name) ** k for name in discounts})
     critic, cost_critic = Critic(obs_dim).to(device), Critic(obs_dim).to(device)
-    critic_params = list(critic.parameters()) + list(cost_critic.parameters())
     optimizer = torch.optim.Adam(actor.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)
+    critic_params = [*critic.parameters(), *cost_critic.parameters()]
     critic_optimizer = torch.optim.Adam(critic_params, lr=args.critic_learning_rate, eps=1e-5, fused=True)
-    obs_rms = RunningMeanStd(obs_dim)
-    cost_window = CostWindow(args.cost_window)
+    obs_rms, cost_window = RunningMeanStd(obs_dim), CostWindow(args.cost_window)
     multiplier = PIDLagrangeMultiplier(args.pid_setpoint * args.cost_limit, 0.0, args.pid_kp, args.pid_ki, args.pid_kd)
 
     T, N = args.num_steps, args.num_envs
     num_updates = args.total_timesteps // (T * N * k)
-    # Rollout storage stays in numpy (cheap per-step writes) and goes to torch once per rollout.
     obs_buf = np.zeros((T + 1, N, obs_dim), dtype=np.float32)  # normalised, as the policy saw them; row T: the next obs
     act_buf = np.zeros((T, N, act_dim))  # float64, MuJoCo's own dtype: float32 would be converted at every step
     rew_buf, cost_buf, done_buf = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
@@ -540,9 +536,7 @@ def main(args: Args) -> dict:
     obs_buf[0] = obs_rms.normalize(raw_obs)
     ep_return, ep_cost, ep_len = np.zeros(N), np.zeros(N), np.zeros(N, dtype=int)
     last_episodes = Episode(np.nan, np.nan, np.nan)  # the means of the latest finished episodes
-    global_step = 0
-    cumulative_cost = 0.0
-    start_time = time.time()
+    global_step, cumulative_cost, start_time = 0, 0.0, time.time()
     rng = np.random.default_rng(args.seed)
 
     for update in range(1, num_updates + 1):
@@ -578,7 +572,6 @@ def main(args: Args) -> dict:
                 ep_return[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
 
         update_start = time.time()
-        # Real data: log-probs, values and GAE in one batch (advantages_batch says how an episode's end is valued).
         observations, actions, rewards, costs, dones = (
             torch.tensor(b, dtype=torch.float32, device=device) for b in (obs_buf, act_buf, rew_buf, cost_buf, done_buf)
         )

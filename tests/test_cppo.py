@@ -349,12 +349,19 @@ def test_clip_m_step_runs_every_epoch_and_is_scaled_to_the_kl_budget(learning_ra
         assert stats["cppo/fit_kl"] > DELTA and stats["cppo/step_scale"] < 1
 
 
-def test_step_scale_defaults_follow_the_task():
-    # Navigation tasks take the clipped fit's own step, velocity tasks scale it to delta; a given value stays.
-    layout = lambda **kw: cppo.step_scale_layout(cppo.Args(**kw)).max_step_scale
-    assert layout(env_id="SafetyPointGoal1-v0") == 0.0 and layout(env_id="SafetyPointCircle1-v0") == 0.0
-    assert layout(env_id="SafetyHalfCheetahVelocity-v1") == 10.0
-    assert layout(env_id="SafetyPointGoal1-v0", max_step_scale=3.0) == 3.0
+def test_task_defaults_follow_the_task_and_keep_a_rollout_of_8000_env_steps():
+    # Navigation tasks: the clipped fit's own step, each action held for 8 env steps, 16 minibatches (~62 decisions
+    # each, as 2000 / 32 with 4 steps). Velocity tasks: the step scaled to delta, every step acted on, 32. A given
+    # value stays.
+    keys = ("max_step_scale", "action_repeat", "num_envs", "num_steps", "num_minibatches")
+    layout = lambda **kw: tuple(
+        getattr(cppo.env_layout(cppo.repeat_layout(cppo.task_layout(cppo.Args(**kw)))), k) for k in keys
+    )
+    assert layout(env_id="SafetyPointGoal1-v0") == (0.0, 8, 2, 500, 16)
+    assert layout(env_id="SafetyPointCircle1-v0") == (0.0, 8, 2, 500, 16)
+    assert layout(env_id="SafetyHalfCheetahVelocity-v1") == (10.0, 1, 8, 1000, 32)
+    given = dict(max_step_scale=3.0, action_repeat=4, num_minibatches=32)
+    assert layout(env_id="SafetyPointGoal1-v0", **given) == (3.0, 4, 2, 1000, 32)
 
 
 def test_scale_step_to_kl_shrinks_a_step_that_overshoots():

@@ -370,9 +370,11 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
         cost_limit=2.0,
         cost_window=2,
         max_step_scale=10.0,  # dyna_cppo.py's on every task; cppo.py's default on navigation tasks is 0
+        action_repeat=4,  # dyna_cppo.py's on navigation tasks; cppo.py's default there is 8 with 16 minibatches
+        num_minibatches=32,
     )
     cppo = load_script("cppo")
-    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)  # both hold each action for 4 env steps
+    cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)
     dyna_rows = run_main(dyna, tmp_path / "dyna", **switch_off, **cost)
     assert all(float(r["imagined/on"]) == 0.0 for r in dyna_rows)
     shared = [k for k in cppo_rows[0] if k in dyna_rows[0] and k != "sps" and not k.startswith("time_")]
@@ -406,11 +408,15 @@ def test_cppo_update_is_cppos_line_for_line():
         "final_evaluation",
     ):
         assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
-    # --max-step-scale: cppo.py leaves it to the task (None: 0 on navigation tasks), dyna_cppo.py scales on every
-    # task (10), as its measured cells ran (docs/cppo.md, "The matrix on 3ec6482").
-    own = {"exp_name", "max_step_scale"}
+    # cppo.py leaves --max-step-scale and --num-minibatches to the task (None: 0 and 16 on navigation tasks, with
+    # --action-repeat 8); dyna_cppo.py scales on every task (10) with 32 minibatches and repeat_layout's 4 steps, as
+    # its measured cells ran (docs/cppo.md).
+    own = {"exp_name", "max_step_scale", "num_minibatches"}
     cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name not in own}
     assert (cppo.Args.max_step_scale, dyna.Args.max_step_scale) == (None, 10.0)
+    assert (cppo.Args.num_minibatches, dyna.Args.num_minibatches) == (None, 32)
+    cppo_nav = cppo.repeat_layout(cppo.task_layout(cppo.Args()))
+    assert (cppo_nav.action_repeat, dyna.repeat_layout(dyna.Args()).action_repeat) == (8, 4)
     dyna_fields = {f.name: f.default for f in dataclasses.fields(dyna.Args)}
     assert all(dyna_fields[k] == v for k, v in cppo_fields.items())
 

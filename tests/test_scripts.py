@@ -93,7 +93,7 @@ HELD = {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000}  # 4 env steps
 SMOKE_SIZES = {
     "cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},
     "ppo_lagrangian": HELD,
-    "cppo": HELD,
+    "cppo": {**HELD, "num_envs": 1},  # 8 env steps per decision: 1 env x 125 decisions is 1000 env steps
     "dyna_cppo": HELD,
 }
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
