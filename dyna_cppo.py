@@ -9,9 +9,8 @@ restated here: CPPO (Xuan et al. 2023, arXiv:2305.14216) with Dyna (Sutton 1991)
 4. from states of the latest real rollout, roll the current policy through F for H steps (all starts at once)
    and run the same CPPO update on these imagined trajectories: truncated at H with bootstrap V(s_H), GAE per
    trajectory, and lambda from real episodes only.
-The CPPO update (cppo_update) is cppo.py's line for line, with its departures, but the real step is scaled to
-delta on every task (--max-step-scale 10; cppo.py's default is 0 on navigation tasks); --model-rollouts 0 is
-exactly cppo.py --max-step-scale 10 (the model has its own random generator). Departures from Algorithm 1
+The CPPO update (cppo_update) and its task defaults are cppo.py's line for line, with its departures;
+--model-rollouts 0 is exactly cppo.py (the model has its own random generator). Departures from Algorithm 1
 (measured in docs/dyna_cppo.md):
 - the reward head learns in units of the real rewards' spread, on targets clipped to their 1-99% quantiles;
 - the cost model is a classifier C(s, a) -> P(cost > 0), max-pooled per sensor, on real and model states;
@@ -19,7 +18,7 @@ exactly cppo.py --max-step-scale 10 (the model has its own random generator). De
 - --imagination-min-skill 0: imagine only while the model (state, reward and cost) beats its no-model baselines;
 - --imagined-kl-frac 0.5: the imagined update regresses toward v within 0.5 delta, its step not scaled (1: Alg. 1);
 - --imagined-critics off: the critics learn from real returns only (on: also from imagined ones, Algorithm 1).
-- --action-repeat 4 on navigation tasks, as cppo.py: the model predicts a decision's held step, an imagined cost
+- --action-repeat 8 on navigation tasks, as cppo.py: the model predicts a decision's held step, an imagined cost
   is P(cost > 0) times the mean positive cost in D_real, and --horizon counts decisions.
 
 Usage: python dyna_cppo.py --env-id SafetyPointGoal1-v0 --horizon 5 --save-model
@@ -116,8 +115,9 @@ class Args:
     """clip: PPO's clipped surrogate on v - 1; regress: the paper's regression of pi_theta / pi_old toward v"""
     clip_coef: float = 0.2
     """the surrogate clipping coefficient of --m-step clip"""
-    max_step_scale: float = 10.0
-    """the fitted parameter step is scaled (up to this factor) until the mean KL reaches delta; 0: not scaled"""
+    max_step_scale: Optional[float] = None
+    """the fitted parameter step is scaled (up to this factor) until the mean KL reaches delta; 0: not scaled
+    (None: 0 on navigation tasks, 10 on velocity tasks)"""
     cost_window: int = 32
     """J_c, which lambda follows: the mean cost of the last `cost_window` finished episodes"""
     pid_kp: float = 0.1
@@ -136,15 +136,12 @@ class Args:
     model_start_iter: int = 5
     """iterations of real data (and model training) before imagination starts"""
     imagination_min_skill: float = 0.0
-    """imagine only while the model's lowest skill (state, reward, and cost where the rollout has one; each against
-    its no-model baseline, on the latest rollout before training on it) exceeds this; otherwise the iteration is
-    CPPO's. -inf imagines whatever the model's skill, as Algorithm 1 does"""
+    """imagine only while the model's lowest skill (state, reward, and cost where the rollout has one; each against its
+    no-model baseline, on the latest rollout before training on it) exceeds this; -inf always, as Algorithm 1 does"""
     imagined_kl_frac: float = 0.5
-    """the imagined update's trust region as a fraction of --max-kl (the real update may have spent all of it);
-    1 is Algorithm 1"""
+    """the imagined update's trust region as a fraction of --max-kl (the real update may spend all of it; 1: Alg. 1)"""
     imagined_critics: bool = False
-    """if toggled, the imagined update also fits both critics to model-made returns, which feed the next real GAE
-    (Algorithm 1); by default the critics learn from real data only"""
+    """if toggled, the imagined update also fits both critics to model-made returns (Algorithm 1); default: real only"""
     multi_step_k: int = 5
     """K: the model is trained on its own k-step predictions, k = 1..K"""
     model_steps: int = 40
@@ -157,15 +154,15 @@ class Args:
     """windows per model minibatch"""
     buffer_rollouts: int = 10
     """D_real keeps the last this many real rollouts"""
-    num_minibatches: int = 32
-    """minibatches per epoch (32 of 250 samples; 4 of 2000 update 3x faster but barely move the policy)"""
+    num_minibatches: Optional[int] = None
+    """minibatches per epoch (None: 16 on navigation tasks, 32 on velocity tasks; ~62 and 250 decisions each)"""
     update_epochs: int = 10
     """the number of passes over each rollout"""
     max_grad_norm: float = 0.5
     """the maximum norm of the gradient"""
     action_repeat: Optional[int] = None
     """each action is held for this many env steps, rewards and costs summed; the discounts and GAE lambdas above
-    are per env step (None: 4 on navigation tasks, 1 on velocity tasks)"""
+    are per env step (None: 8 on navigation tasks, 1 on velocity tasks)"""
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Linear:
@@ -853,8 +850,15 @@ def repeat_layout(args: Args) -> Args:
     return dataclasses.replace(args, action_repeat=k)
 
 
+def task_layout(args: Args) -> Args:
+    """Fill what is left at None by task, (navigation, velocity); repeat_layout then fills --num-steps."""
+    fill = dict(max_step_scale=(0.0, 10.0), action_repeat=(8, 1), num_minibatches=(16, 32))
+    task = int("Velocity" in args.env_id)
+    return dataclasses.replace(args, **{k: v[task] for k, v in fill.items() if getattr(args, k) is None})
+
+
 def main(args: Args) -> dict:
-    args = env_layout(repeat_layout(args))
+    args = env_layout(repeat_layout(task_layout(args)))
     check_args(args)
     if args.eval_checkpoint:
         return evaluate_checkpoint(args)
@@ -944,8 +948,7 @@ def main(args: Args) -> dict:
             multiplier.update(cost_window.add(episode.cost for episode in finished))
         stats = cppo_update(actor, critic, cost_critic, optimizer, critic_optimizer, batch, multiplier.value, args)
 
-        # D_real and the model: errors on this rollout's windows before training on them (held out), then train.
-        # Imagination, while the model is good enough: H model steps of the policy from this rollout's states.
+        # The model: scored on this rollout (held out), then trained; imagination from its states if good enough.
         rollout = stored_rollout(raw_buf, act_buf, rew_buf, cost_buf, done_buf, final_raw, low, high)
         model_stats = dyna.learn(rollout, obs_rms, args, device)
         model_stats |= dyna.imagination(update, batch["obs"], agent, multiplier.value, per_decision)

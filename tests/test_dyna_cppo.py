@@ -365,13 +365,10 @@ def test_imagination_switched_off_is_exactly_cppo(tmp_path, monkeypatch, switch_
     monkeypatch.chdir(tmp_path)
     cost = dict(
         env_id="SafetyPointGoal1-v0",
-        num_steps=125,  # 6 rollouts of 2 x 125 decisions of 4 steps
+        num_steps=125,  # 3 rollouts of 2 x 125 decisions of 8 steps (the default on navigation tasks)
         total_timesteps=6000,
         cost_limit=2.0,
         cost_window=2,
-        max_step_scale=10.0,  # dyna_cppo.py's on every task; cppo.py's default on navigation tasks is 0
-        action_repeat=4,  # dyna_cppo.py's on navigation tasks; cppo.py's default there is 8 with 16 minibatches
-        num_minibatches=32,
     )
     cppo = load_script("cppo")
     cppo_rows = run_main(cppo, tmp_path / "cppo", **cost)
@@ -406,19 +403,19 @@ def test_cppo_update_is_cppos_line_for_line():
         "Actor",
         "Critic",
         "final_evaluation",
+        "task_layout",
+        "repeat_layout",
     ):
         assert top_level_source(dyna.__file__, name) == top_level_source(cppo.__file__, name), name
-    # cppo.py leaves --max-step-scale and --num-minibatches to the task (None: 0 and 16 on navigation tasks, with
-    # --action-repeat 8); dyna_cppo.py scales on every task (10) with 32 minibatches and repeat_layout's 4 steps, as
-    # its measured cells ran (docs/cppo.md).
-    own = {"exp_name", "max_step_scale", "num_minibatches"}
-    cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name not in own}
-    assert (cppo.Args.max_step_scale, dyna.Args.max_step_scale) == (None, 10.0)
-    assert (cppo.Args.num_minibatches, dyna.Args.num_minibatches) == (None, 32)
-    cppo_nav = cppo.repeat_layout(cppo.task_layout(cppo.Args()))
-    assert (cppo_nav.action_repeat, dyna.repeat_layout(dyna.Args()).action_repeat) == (8, 4)
+    cppo_fields = {f.name: f.default for f in dataclasses.fields(cppo.Args) if f.name != "exp_name"}
     dyna_fields = {f.name: f.default for f in dataclasses.fields(dyna.Args)}
     assert all(dyna_fields[k] == v for k, v in cppo_fields.items())
+    layout = lambda module, env_id: module.env_layout(
+        module.repeat_layout(module.task_layout(module.Args(env_id=env_id)))
+    )
+    keys = ("max_step_scale", "action_repeat", "num_minibatches", "num_envs", "num_steps")
+    for env_id in ("SafetyPointGoal1-v0", "SafetyHalfCheetahVelocity-v1"):  # the same layout, filled by task
+        assert [getattr(layout(dyna, env_id), k) for k in keys] == [getattr(layout(cppo, env_id), k) for k in keys]
 
 
 @pytest.mark.slow

@@ -94,7 +94,7 @@ SMOKE_SIZES = {
     "cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},
     "ppo_lagrangian": HELD,
     "cppo": {**HELD, "num_envs": 1},  # 8 env steps per decision: 1 env x 125 decisions is 1000 env steps
-    "dyna_cppo": HELD,
+    "dyna_cppo": {**HELD, "num_envs": 1},
 }
 as_cli = lambda fields: [x for k, v in fields.items() for x in (f"--{k.replace('_', '-')}", str(v))]
 SMOKE = ["--save-model"]
