@@ -10,8 +10,10 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 3. M-step: fit pi_theta to q by weighted maximum likelihood, with separate KL bounds on the change of the
    mean and of the standard deviation (Lagrange multipliers alpha_mu, alpha_sigma moved by dual ascent).
 Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
-cost critic keeps up with the policy); `--update-every 64` (one update per 64 environment steps, for speed);
-each update block runs in a background thread while the envs step on, so the acting policy is one block behind.
+cost critic keeps up with the policy); `--update-every` (one update per 128 env steps on navigation tasks, 64 on
+velocity tasks, for speed); `--action-repeat 8` on navigation tasks (each action held for 8 env steps, rewards and
+costs summed, gamma^8 per decision: less cost and twice the speed); each update block runs in a background thread
+while the envs step on, so the acting policy is one block behind.
 Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
 realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
@@ -95,9 +97,11 @@ class Args:
     """states per update (the E-step evaluates num_sampled_actions actions for each)"""
     learning_starts: int = 10_000
     """environment steps of uniformly random actions before the first update"""
-    update_every: int = 64
-    """environment steps (over all envs) per update; each update is critic_steps TD steps, one E-step, the M-step.
-    Lower it for sample efficiency, raise it for speed"""
+    update_every: Optional[int] = None
+    """env steps (over all envs) per update (None: 128 on navigation tasks, 64 on velocity tasks); each update is
+    critic_steps TD steps, one E-step, the M-step. Lower it for sample efficiency, raise it for speed"""
+    action_repeat: Optional[int] = None
+    """env steps per decision: each action is held for k steps (None: 8 on navigation tasks, 1 on velocity tasks)"""
     log_every: int = 4_000
     """environment steps between rows of progress.csv (and lines on stdout)"""
     num_sampled_actions: int = 16
@@ -154,6 +158,7 @@ class Actor(nn.Module):
         self.body = MLP(obs_dim, 2 * act_dim, hidden)
         self.register_buffer("center", torch.tensor((high + low) / 2, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("action_repeat", torch.tensor(1))  # env steps per action: checkpoints and `evaluate`
 
     def forward(self, obs: torch.Tensor):
         mean_pre, std_pre = self.body(obs).chunk(2, dim=-1)
@@ -258,39 +263,20 @@ def decoupled_kl(old_mean, old_std, mean, std):
     return kl_mean.mean(), kl_var.mean()
 
 
-def m_step(
-    actor: Actor,
-    optimizer,
-    obs: torch.Tensor,
-    actions: torch.Tensor,
-    weights: torch.Tensor,
-    old_mean: torch.Tensor,
-    old_std: torch.Tensor,
-    alphas: list,
-    args: Args,
-) -> dict:
+def m_step(actor: Actor, optimizer, obs, actions, weights, old_mean, old_std, alphas: list, args: Args) -> dict:
     """Weighted maximum likelihood of the sampled actions ([K, B, A], weights [K, B]) under pi_theta, within KL
     bounds on the mean's and the std's change from the old policy. The mean part is fitted with the old std,
     the std part with the old mean (decoupled). `alphas` = [alpha_mu, alpha_sigma] is updated in place."""
     for _ in range(args.m_step_iters):
         mean, std = actor(obs)
-        log_lik = (
-            (weights * (gaussian_log_prob(actions, mean, old_std) + gaussian_log_prob(actions, old_mean, std)))
-            .sum(0)
-            .mean()
-        )
+        log_lik = weights * (gaussian_log_prob(actions, mean, old_std) + gaussian_log_prob(actions, old_mean, std))
+        log_lik = log_lik.sum(0).mean()
         kl_mean, kl_var = decoupled_kl(old_mean, old_std, mean, std)
         # Dual ascent: a multiplier rises while its KL is above the bound and falls back to 0 below it.
-        alphas[0] = float(
-            np.clip(
-                alphas[0] + args.alpha_mean_scale * (kl_mean.item() - args.kl_mean_constraint), 0.0, args.alpha_mean_max
-            )
-        )
-        alphas[1] = float(
-            np.clip(
-                alphas[1] + args.alpha_var_scale * (kl_var.item() - args.kl_var_constraint), 0.0, args.alpha_var_max
-            )
-        )
+        mean_part = (args.alpha_mean_scale, kl_mean, args.kl_mean_constraint, args.alpha_mean_max)
+        var_part = (args.alpha_var_scale, kl_var, args.kl_var_constraint, args.alpha_var_max)
+        for i, (step, kl, bound, cap) in enumerate((mean_part, var_part)):
+            alphas[i] = float(np.clip(alphas[i] + step * (kl.item() - bound), 0.0, cap))
         loss = -log_lik + alphas[0] * kl_mean + alphas[1] * kl_var
         optimizer.zero_grad()
         loss.backward()
@@ -324,14 +310,9 @@ class ReplayBuffer:
     def sample(self, rng: np.random.Generator, batch_size: int, obs_rms: "RunningMeanStd", device) -> tuple:
         idx = rng.integers(0, self.size, size=batch_size)
         as_tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)
-        return (
-            as_tensor(obs_rms.normalize(self.obs[idx])),
-            as_tensor(self.actions[idx]),
-            as_tensor(self.rewards[idx]),
-            as_tensor(self.costs[idx]),
-            as_tensor(obs_rms.normalize(self.next_obs[idx])),
-            as_tensor(self.terminated[idx]),
-        )
+        obs, next_obs = obs_rms.normalize(self.obs[idx]), obs_rms.normalize(self.next_obs[idx])
+        fields = (obs, self.actions[idx], self.rewards[idx], self.costs[idx], next_obs, self.terminated[idx])
+        return tuple(as_tensor(x) for x in fields)
 
 
 def target_q_values(target_critics, obs: torch.Tensor, act: torch.Tensor) -> tuple:
@@ -379,6 +360,23 @@ UPDATE_KEYS = """q_r_loss q_c_loss q_r q_c q_c_taken cost_to_go policy_loss cvpo
 cvpo/kl_mean cvpo/kl_var cvpo/alpha_mean cvpo/alpha_var""".split()  # progress.csv's columns of the updates
 
 
+class ActionRepeat(gymnasium.Wrapper):
+    """Hold each action for k env steps, summing reward and cost, until the episode ends."""
+
+    def __init__(self, env, k: int):
+        super().__init__(env)
+        self.k = k
+
+    def step(self, action):
+        reward = cost = 0.0
+        for _ in range(self.k):
+            obs, r, c, terminated, truncated, info = self.env.step(action)
+            reward, cost = reward + r, cost + c
+            if terminated or truncated:
+                break
+        return obs, reward, cost, terminated, truncated, info
+
+
 def main(args: Args) -> dict:
     args = env_layout(args)
     check_args(args)
@@ -389,6 +387,8 @@ def main(args: Args) -> dict:
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
     low, high = envs.single_action_space.low, envs.single_action_space.high
     actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)
+    k = actor.action_repeat.fill_(args.action_repeat).item()
+    per_decision = dataclasses.replace(args, gamma=args.gamma**k)  # discount per decision, over k env steps
     target_actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)  # the "old" policy of the EM steps
     critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3)]  # q1, q2 (reward), qc (cost)
     target_critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3)]
@@ -400,7 +400,7 @@ def main(args: Args) -> dict:
     obs_rms = RunningMeanStd(obs_dim)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, act_dim)
     episode_len = gymnasium.spec(args.env_id).max_episode_steps
-    q_limit = per_step_cost_limit(args.cost_limit, args.gamma, episode_len)
+    q_limit = per_step_cost_limit(args.cost_limit, per_decision.gamma, -(-episode_len // k))
     eta, lam, alphas = 0.1, 0.1, [0.0, 0.0]  # E-step dual variables (warm starts) and M-step multipliers
     K, N = args.num_sampled_actions, args.num_envs
 
@@ -408,7 +408,9 @@ def main(args: Args) -> dict:
         """One update (steps 1-3 of the docstring) on critic_steps replay batches sampled beforehand."""
         nonlocal eta, lam
         # 1. Critics: one TD step per batch (see critic_steps); obs: the last batch's states.
-        obs, q_r_loss, q_c_loss = critic_steps(critics, target_critics, target_actor, critic_optimizer, batches, args)
+        obs, q_r_loss, q_c_loss = critic_steps(
+            critics, target_critics, target_actor, critic_optimizer, batches, per_decision
+        )
 
         # 2. E-step on those states: K actions per state from the old policy, scored by the target critics;
         #    the dual gives (eta, lambda) and with them the weights of q on those actions.
@@ -456,7 +458,7 @@ def main(args: Args) -> dict:
     # a sample of (state, action, realised discounted cost-to-go), taken where the episode's end is >= `horizon`
     # steps away (there gamma^horizon <= 0.05 of the cost-to-go is cut off).
     episode_steps = [[] for _ in range(N)]
-    horizon = int(np.ceil(np.log(0.05) / np.log(args.gamma)))
+    horizon = int(np.ceil(np.log(0.05) / np.log(per_decision.gamma)))
     checks = []
 
     while global_step < args.total_timesteps:
@@ -472,16 +474,16 @@ def main(args: Args) -> dict:
         buffer.add(raw_obs, actions, reward, cost, real_next_obs, terminated)
         obs_rms.update(next_obs)
         raw_obs_prev, raw_obs = raw_obs, next_obs
-        global_step += N
-        update_credit += N
+        global_step += N * k
+        update_credit += N * k
         cumulative_cost += cost.sum()
-        ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + 1
+        ep_return, ep_cost, ep_len = ep_return + reward, ep_cost + cost, ep_len + k  # length in env steps
         for i in range(N):
             episode_steps[i].append((raw_obs_prev[i], actions[i], cost[i]))
         for i in np.flatnonzero(terminated | truncated):
             finished.append(Episode(ep_return[i], ep_cost[i], ep_len[i]))
             o, a, c = (np.array(x) for x in zip(*episode_steps[i]))
-            g = discounted_cost_to_go(c, args.gamma)
+            g = discounted_cost_to_go(c, per_decision.gamma)
             keep = np.arange(0, max(len(c) - horizon, 0), 8)
             checks.append((o[keep], a[keep], g[keep]))
             episode_steps[i] = []
@@ -527,18 +529,20 @@ def main(args: Args) -> dict:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plumbing: the same in every script of this repository (tests/test_scripts.py checks it), except check_args,
-# which checks this script's own arguments, env_layout (no --num-steps; 4 envs on velocity tasks), and
-# save_checkpoint and load_checkpoint (the squashed actor and its action box): argument checks, env layout,
-# observation normalisation, vector envs, evaluation, checkpoints, the run logger. Nothing above depends on
+# which checks this script's own arguments, env_layout (no --num-steps; the task fills three arguments), and
+# save_checkpoint and load_checkpoint (the squashed actor and its action box); make_envs and evaluate hold each
+# action for --action-repeat env steps, as in ppo_lagrangian.py, cppo.py and dyna_cppo.py: argument checks, env
+# layout, observation normalisation, vector envs, evaluation, checkpoints, the run logger. Nothing above depends on
 # where these are defined: Python looks the names up when main runs.
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def env_layout(args: Args) -> Args:
-    """Fill in --num-envs left at None. A navigation env is a worker process of ~500 MB (MuJoCo's arena, rebuilt
-    at every reset), so navigation tasks run 2; velocity tasks step 4 in this process."""
-    num_envs = args.num_envs if args.num_envs is not None else (4 if "Velocity" in args.env_id else 2)
-    return dataclasses.replace(args, num_envs=num_envs)
+    """Fill what is left at None by task, (navigation, velocity). A navigation env is a worker process of ~500 MB
+    (MuJoCo's arena, rebuilt at every reset), so navigation tasks run 2; velocity tasks step 4 in this process."""
+    fill = dict(num_envs=(2, 4), action_repeat=(8, 1), update_every=(128, 64))
+    task = int("Velocity" in args.env_id)
+    return dataclasses.replace(args, **{k: v[task] for k, v in fill.items() if getattr(args, k) is None})
 
 
 def check_args(args: Args) -> None:
@@ -548,7 +552,7 @@ def check_args(args: Args) -> None:
             f"error: unknown env id {args.env_id!r} (not in safety_gymnasium's registry; e.g. SafetyPointGoal1-v0)"
         )
     counts = "total_timesteps num_envs buffer_size batch_size update_every log_every critic_steps m_step_iters"
-    for name in (*counts.split(), "hidden"):
+    for name in (*counts.split(), "hidden", "action_repeat"):
         if getattr(args, name) < 1:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.num_sampled_actions < 2:
@@ -698,7 +702,11 @@ def make_envs(args: Args):
     asynchronous = args.vector_env == "async" or (
         args.vector_env == "auto" and args.num_envs > 1 and "Velocity" not in args.env_id
     )
-    envs = safety_gymnasium.vector.make(args.env_id, num_envs=args.num_envs, asynchronous=asynchronous)
+    k = args.action_repeat  # this script's own: each env holds an action for k steps
+    wrappers = (lambda env: ActionRepeat(env, k)) if k > 1 else None
+    envs = safety_gymnasium.vector.make(
+        args.env_id, num_envs=args.num_envs, asynchronous=asynchronous, wrappers=wrappers
+    )
     try:
         check_spaces(envs.single_observation_space, envs.single_action_space)
     except SystemExit:
@@ -755,11 +763,14 @@ def evaluate(actor, obs_rms, env_id: str, episodes: int, seed: int, device="cpu"
         ep_return, ep_cost = 0.0, 0.0
         while not done:
             action = np.clip(policy_action(actor, obs_rms, obs[None], device, rng)[0], low, high)
-            obs, reward, cost, terminated, truncated, _ = env.step(action)
-            ep_return, ep_cost = ep_return + reward, ep_cost + cost
-            done = terminated or truncated
-            if video_path and episode == 0:
-                frames.append(env.render())
+            for _ in range(int(actor.action_repeat)):  # this script's own: each action held as in training
+                obs, reward, cost, terminated, truncated, _ = env.step(action)
+                ep_return, ep_cost = ep_return + reward, ep_cost + cost
+                done = terminated or truncated
+                if video_path and episode == 0:
+                    frames.append(env.render())
+                if done:
+                    break
         returns.append(ep_return)
         costs.append(ep_cost)
     env.close()

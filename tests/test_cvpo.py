@@ -1,8 +1,10 @@
 """CVPO kernels on hand-made inputs: the E-step dual against a brute-force grid, the weights, the M-step's KL bounds."""
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 
 from conftest import load_script
 
@@ -164,3 +166,33 @@ def test_replay_buffer_wraps_around_and_samples_normalised():
     obs, act, rew, cost, next_obs, term = buffer.sample(np.random.default_rng(0), 4, rms, "cpu")
     assert obs.shape == (4, 2) and act.shape == (4, 1) and rew.shape == (4,)
     assert torch.allclose(next_obs, torch.clamp(obs + 1, -10, 10), atol=1e-3)  # rms is (almost) the identity here
+
+
+def test_evaluation_holds_each_action_for_the_checkpoints_action_repeat(tmp_path, monkeypatch):
+    """A checkpoint carries --action-repeat in the actor, and evaluation holds each action that long, to the end."""
+
+    class CountingEnv(gymnasium.Env):  # reward t and cost 10 t at step t, the episode ends at step 8
+        observation_space, action_space = spaces.Box(-np.inf, np.inf, (1,)), spaces.Box(-1.0, 1.0, (1,))
+
+        def __init__(self):
+            self.t, self.actions = 0, []
+
+        def reset(self, seed=None, options=None):
+            self.t = 0
+            return np.zeros(1), {}
+
+        def step(self, action):
+            self.t, _ = self.t + 1, self.actions.append(float(action[0]))
+            return np.array([float(self.t)]), float(self.t), 10.0 * self.t, self.t == 8, False, {}
+
+    actor, obs_rms = cvpo.Actor(1, 1, 8, np.array([-1.0]), np.array([1.0])), cvpo.RunningMeanStd(1)
+    assert int(actor.action_repeat) == 1  # a fresh actor acts every step
+    actor.action_repeat.fill_(3)
+    cvpo.save_checkpoint(str(tmp_path / "model.pt"), actor, obs_rms, cvpo.Args(hidden=8))
+    actor, obs_rms = cvpo.load_checkpoint(str(tmp_path / "model.pt"))
+    env = CountingEnv()
+    monkeypatch.setattr(cvpo.safety_gymnasium, "make", lambda env_id, render_mode=None: env)
+    returns, costs = cvpo.evaluate(actor, obs_rms, "counting", 1, seed=0, stochastic=True)
+    assert (returns[0], costs[0]) == (36.0, 360.0)  # 1 + ... + 8: the last decision stops at the episode's end
+    held = [env.actions[i : i + 3] for i in (0, 3, 6)]
+    assert [len(set(a)) for a in held] == [1, 1, 1] and len({a[0] for a in held}) == 3 and len(env.actions) == 8

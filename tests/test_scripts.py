@@ -91,7 +91,7 @@ EXTRA = {"dyna_cppo": {"horizon": 5, "model_start_iter": 0, "model_rollouts": 64
 OFF_POLICY = {"learning_starts": 500, "batch_size": 32, "num_sampled_actions": 4, "hidden": 32, "update_every": 8}
 HELD = {"num_envs": 2, "num_steps": 125, "total_timesteps": 2000}  # 4 env steps per decision on navigation tasks
 SMOKE_SIZES = {
-    "cvpo": {"num_envs": 2, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},
+    "cvpo": {"num_envs": 1, "total_timesteps": 2000, "log_every": 1000, **OFF_POLICY},  # 8 env steps per decision
     "ppo_lagrangian": HELD,
     "cppo": {**HELD, "num_envs": 1},  # 8 env steps per decision: 1 env x 125 decisions is 1000 env steps
     "dyna_cppo": {**HELD, "num_envs": 1},
@@ -306,6 +306,7 @@ SCRIPT_BAD_INPUT = {
         ({"gamma": 1.0}, ["--gamma"]),
         ({"kl_mean_constraint": -1.0}, ["--kl-mean"]),
         ({"cost_limit": float("inf")}, ["--cost-limit"]),
+        ({"action_repeat": 0}, ["--action-repeat"]),
     ],
 }
 NAN_TRIGGER = {  # an argument that makes a loss NaN, and the loss the guard must name
@@ -414,7 +415,11 @@ def test_env_layout_defaults_follow_the_task(script):
     )
     assert nav.num_envs == 2 and vel.num_envs == (4 if script == "cvpo" else 8)
     assert module.env_layout(module.Args(num_envs=5)).num_envs == 5
-    if script != "cvpo":
+    if script == "cvpo":  # and: each action held for 8 env steps on navigation tasks, one update per 128 env steps
+        assert (nav.action_repeat, nav.update_every, vel.action_repeat, vel.update_every) == (8, 128, 1, 64)
+        kept = module.env_layout(module.Args(action_repeat=2, update_every=7))
+        assert (kept.action_repeat, kept.update_every) == (2, 7)
+    else:
         assert (nav.num_steps, vel.num_steps) == (4000, 1000)
         assert module.env_layout(module.Args(num_envs=4)).num_steps == 2000
         assert module.env_layout(module.Args(num_steps=7)).num_steps == 7
@@ -442,9 +447,9 @@ SHARED_BY_ALL = (
 CVPO_OWN = ("env_layout", "save_checkpoint", "load_checkpoint")
 # cvpo.py's policy_action is its own too (its actor returns the mean and std), though the banners do not name it.
 CVPO_OWN_UNNAMED = ("policy_action",)
-# ppo_lagrangian.py, cppo.py and dyna_cppo.py hold each action for --action-repeat env steps, in training and in
-# evaluation: their own of these, the same in all three.
-REPEATING, REPEAT_OWN = ("ppo_lagrangian", "cppo", "dyna_cppo"), ("make_envs", "evaluate")
+# ppo_lagrangian.py, cppo.py, dyna_cppo.py and cvpo.py hold each action for --action-repeat env steps, in training
+# and in evaluation: their own of these, the same in all four (and the on-policy three share repeat_layout).
+REPEATING, REPEAT_OWN = ("ppo_lagrangian", "cppo", "dyna_cppo", "cvpo"), ("make_envs", "evaluate")
 OWN = {("cvpo", name) for name in (*CVPO_OWN, *CVPO_OWN_UNNAMED)} | {
     (script, name) for script in REPEATING for name in REPEAT_OWN
 }
@@ -532,8 +537,9 @@ def test_shared_plumbing_is_the_same_in_every_script():
         }, script
         banner_text = " ".join(re.match(r"(#.*\n)+", source[banner:]).group(0).split())
         assert all(name in banner_text for name in ("check_args", *CVPO_OWN)), script
-    for name in (*REPEAT_OWN, "ActionRepeat", "repeat_layout"):
+    for name in (*REPEAT_OWN, "ActionRepeat"):
         assert len({source_of(script, name) for script in REPEATING}) == 1, name
+    assert len({source_of(script, "repeat_layout") for script in REPEATING if script != "cvpo"}) == 1
     for script in REPEATING:
         banner = read_text(os.path.join(ROOT, f"{script}.py")).split("# Plumbing: the same in every script")[1]
         assert all(name in banner[: banner.index("\ndef ")] for name in REPEAT_OWN), script
