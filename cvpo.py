@@ -12,8 +12,8 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
 cost critic keeps up with the policy); `--update-every` (one update per 128 env steps on navigation tasks, 64 on
 velocity tasks, for speed); `--action-repeat 8` on navigation tasks (each action held for 8 env steps, rewards and
-costs summed, gamma^8 per decision: less cost and twice the speed); each update block runs in a background thread
-while the envs step on, so the acting policy is one block behind.
+costs summed, gamma^8 per decision); each update block runs in a background thread while the envs step on, so the
+acting policy is one block behind.
 Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
 realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
@@ -456,7 +456,7 @@ def main(args: Args) -> dict:
     rng = np.random.default_rng(args.seed)
     # The cost critic checked against what the policy paid: each env's episode so far, and from every finished one
     # a sample of (state, action, realised discounted cost-to-go), taken where the episode's end is >= `horizon`
-    # steps away (there gamma^horizon <= 0.05 of the cost-to-go is cut off).
+    # decisions away (there gamma^horizon <= 0.05 of the cost-to-go is cut off, gamma per decision).
     episode_steps = [[] for _ in range(N)]
     horizon = int(np.ceil(np.log(0.05) / np.log(per_decision.gamma)))
     checks = []

@@ -182,7 +182,8 @@ def test_evaluation_holds_each_action_for_the_checkpoints_action_repeat(tmp_path
             return np.zeros(1), {}
 
         def step(self, action):
-            self.t, _ = self.t + 1, self.actions.append(float(action[0]))
+            self.t += 1
+            self.actions.append(float(action[0]))
             return np.array([float(self.t)]), float(self.t), 10.0 * self.t, self.t == 8, False, {}
 
     actor, obs_rms = cvpo.Actor(1, 1, 8, np.array([-1.0]), np.array([1.0])), cvpo.RunningMeanStd(1)
