@@ -3,7 +3,7 @@
 Liu et al. 2022, "Constrained Variational Policy Optimization for Safe Reinforcement Learning", arXiv:2201.11927,
 with the M-step of MPO (Abdolmaleki et al. 2018, arXiv:1806.06920). Constraint: mean episodic cost J_c <= d,
 turned into a limit on the per-step cost Q value. Each update, on a batch of replayed states:
-1. critics: twin reward Q functions and a cost Q function, critic_steps TD steps toward polyak-averaged targets;
+1. critics: twin reward and twin cost Q functions, critic_steps TD steps toward polyak-averaged targets;
 2. E-step: sample K actions per state from the old (target) policy, then find the variational policy
    q(a|s) ∝ pi_old(a|s) exp((Q_r - lambda Q_c) / eta) whose (eta, lambda) minimise the convex dual
    g(eta, lambda) = eta eps + lambda q_lim + eta E_s log E_a exp((Q_r - lambda Q_c) / eta)  (`solve_dual`);
@@ -12,9 +12,10 @@ turned into a limit on the per-step cost Q value. Each update, on a batch of rep
 Departures (numbers in docs/cvpo.md): `--tau 0.05` (polyak 0.95, as FSRL's CVPO, where the card has 0.995: the
 cost critic keeps up with the policy); `--update-every` (one update per 128 env steps on navigation tasks, 64 on
 velocity tasks, for speed); `--action-repeat 8` on navigation tasks (each action held for 8 env steps, rewards and
-costs summed, gamma^8 per decision); each update block runs in a background thread while the envs step on, so the
-acting policy is one block behind.
-Logged each row: the cost critic at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
+costs summed, gamma^8 per decision); twin cost critics (the paper has one): their mean in the TD target, the higher
+in the E-step (the E-step favours actions whose Q_c is underestimated); each update block runs in a background
+thread while the envs step on, so the acting policy is one block behind.
+Logged each row: the E-step's Q_c at the policy's own recent (s, a) (`q_c_taken`) beside the discounted cost
 realised from there (`cost_to_go`), the check of the E-step's cost estimate.
 
 Usage: python cvpo.py --env-id SafetyPointCircle1-v0 --total-timesteps 300000 --save-model
@@ -316,24 +317,25 @@ class ReplayBuffer:
 
 
 def target_q_values(target_critics, obs: torch.Tensor, act: torch.Tensor) -> tuple:
-    """Q_r (the lower of the twin target reward critics) and Q_c (the target cost critic) at (obs, act)."""
-    q1_target, q2_target, qc_target = target_critics
-    return torch.min(q1_target(obs, act), q2_target(obs, act)), qc_target(obs, act)
+    """Q_r (the lower of the twin target reward critics) and Q_c (the higher of the twin target cost critics)."""
+    q1_target, q2_target, qc1_target, qc2_target = target_critics
+    return torch.min(q1_target(obs, act), q2_target(obs, act)), torch.max(qc1_target(obs, act), qc2_target(obs, act))
 
 
 def critic_steps(critics, target_critics, target_actor, optimizer, batches: list, args: "Args") -> tuple:
     """One TD step on each replayed batch, each followed by a polyak step of the target critics. The targets
-    bootstrap through the target policy and the target critics (min of the twin reward critics), and stop only at
-    termination, never at the time limit. Returns the last batch's states and the last reward and cost losses."""
-    q1, q2, qc = critics
+    bootstrap through the target policy and the target critics (the lower reward twin, the mean of the cost twins),
+    and stop only at termination, never at the time limit. Returns the last batch's states and the last losses."""
+    q1, q2, qc1, qc2 = critics
     for obs, act, rew, cst, next_x, term in batches:
         with torch.no_grad():
             next_act = target_actor.sample(next_x)
-            q_next, qc_next = target_q_values(target_critics, next_x, next_act)
+            q_next, _ = target_q_values(target_critics, next_x, next_act)
+            qc_next = 0.5 * (target_critics[2](next_x, next_act) + target_critics[3](next_x, next_act))
             y_r = rew + args.gamma * (1 - term) * q_next
             y_c = cst + args.gamma * (1 - term) * qc_next
         q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
-        q_c_loss = 0.5 * (qc(obs, act) - y_c).pow(2).mean()
+        q_c_loss = 0.5 * ((qc1(obs, act) - y_c).pow(2).mean() + (qc2(obs, act) - y_c).pow(2).mean())
         optimizer.zero_grad()
         (q_r_loss + q_c_loss).backward()
         optimizer.step()
@@ -390,8 +392,8 @@ def main(args: Args) -> dict:
     k = actor.action_repeat.fill_(args.action_repeat).item()
     per_decision = dataclasses.replace(args, gamma=args.gamma**k)  # discount per decision, over k env steps
     target_actor = Actor(obs_dim, act_dim, args.hidden, low, high).to(device)  # the "old" policy of the EM steps
-    critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3)]  # q1, q2 (reward), qc (cost)
-    target_critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(3)]
+    critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(4)]  # q1, q2 (reward), qc1, qc2 (cost)
+    target_critics = [QNetwork(obs_dim, act_dim, args.hidden).to(device) for _ in range(4)]
     for target, online in zip([target_actor, *target_critics], [actor, *critics]):
         target.load_state_dict(online.state_dict())
     critic_params = [p for q in critics for p in q.parameters()]
@@ -507,7 +509,8 @@ def main(args: Args) -> dict:
                 o, a, g = (np.concatenate(x) for x in zip(*checks))
                 with torch.no_grad():
                     x = torch.as_tensor(obs_rms.normalize(o), dtype=torch.float32, device=device)
-                    q_taken = critics[2](x, torch.as_tensor(a, dtype=torch.float32, device=device))
+                    a = torch.as_tensor(a, dtype=torch.float32, device=device)
+                    q_taken = torch.max(critics[2](x, a), critics[3](x, a))
                 means.update(q_c_taken=q_taken.mean().item(), cost_to_go=float(g.mean()))
             checks = []
             if not np.isfinite(means.get("policy_loss", 0.0)):

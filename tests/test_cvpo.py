@@ -125,6 +125,32 @@ def test_q_network_shares_the_state_part_across_sampled_actions():
     torch.testing.assert_close(q(obs, actions[1]), on_concat[1])
 
 
+def constant_critic(value: float):
+    """A QNetwork that returns `value` at every (s, a): zero weights, the last bias at value."""
+    q = cvpo.QNetwork(2, 1, 4)
+    with torch.no_grad():
+        for p in q.parameters():
+            p.zero_()
+        q.q.layers[-1].bias.fill_(value)
+    return q
+
+
+def test_critic_targets_take_the_lower_reward_twin_and_the_mean_of_the_cost_twins():
+    """Reward twins 2 and 3, cost twins 1 and 3; reward 1, cost 0.5, gamma 0.9: the reward target is
+    1 + 0.9 min(2, 3) = 2.8 and the cost target 0.5 + 0.9 (1 + 3) / 2 = 2.3, so (learning rate 0) the losses are
+    (0.8^2 + 0.2^2) / 2 = 0.34 and (1.3^2 + 0.7^2) / 2 = 1.09. The E-step reads the higher cost twin, 3."""
+    values = [2.0, 3.0, 1.0, 3.0]
+    critics, targets = [constant_critic(v) for v in values], [constant_critic(v) for v in values]
+    actor = cvpo.Actor(2, 1, 4, np.array([-1.0]), np.array([1.0]))
+    obs, act = torch.randn(5, 2), torch.rand(5, 1) * 2 - 1
+    batch = (obs, act, torch.ones(5), torch.full((5,), 0.5), torch.randn(5, 2), torch.zeros(5))
+    optimizer = torch.optim.SGD([p for q in critics for p in q.parameters()], lr=0.0)
+    _, q_r_loss, q_c_loss = cvpo.critic_steps(critics, targets, actor, optimizer, [batch], cvpo.Args(gamma=0.9))
+    assert (q_r_loss, q_c_loss) == (pytest.approx(0.34), pytest.approx(1.09))
+    q_r, q_c = cvpo.target_q_values(targets, obs, act)
+    assert torch.equal(q_r, torch.full((5,), 2.0)) and torch.equal(q_c, torch.full((5,), 3.0))
+
+
 def m_step_kls(args, calls: int):
     """Repeated M-steps on one fixed batch, with the weights of an E-step (KL 0.1) that favours larger actions."""
     torch.manual_seed(0)
