@@ -326,12 +326,12 @@ def critic_steps(critics, target_critics, target_actor, optimizer, batches: list
     """One TD step on each replayed batch, each followed by a polyak step of the target critics. The targets
     bootstrap through the target policy and the target critics (the lower reward twin, the mean of the cost twins),
     and stop only at termination, never at the time limit. Returns the last batch's states and the last losses."""
-    q1, q2, qc1, qc2 = critics
+    (q1, q2, qc1, qc2), (q1_target, q2_target, qc1_target, qc2_target) = critics, target_critics
     for obs, act, rew, cst, next_x, term in batches:
         with torch.no_grad():
             next_act = target_actor.sample(next_x)
-            q_next, _ = target_q_values(target_critics, next_x, next_act)
-            qc_next = 0.5 * (target_critics[2](next_x, next_act) + target_critics[3](next_x, next_act))
+            q_next = torch.min(q1_target(next_x, next_act), q2_target(next_x, next_act))
+            qc_next = 0.5 * (qc1_target(next_x, next_act) + qc2_target(next_x, next_act))
             y_r = rew + args.gamma * (1 - term) * q_next
             y_c = cst + args.gamma * (1 - term) * qc_next
         q_r_loss = 0.5 * ((q1(obs, act) - y_r).pow(2).mean() + (q2(obs, act) - y_r).pow(2).mean())
